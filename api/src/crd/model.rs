@@ -1,0 +1,77 @@
+//! `BedrockModel`: one model served as `<account>/<name>`.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::status::ResourceStatus;
+
+/// A Bedrock model served under the name `<accountRef>/<metadata.name>`.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "bedrockgateway.io",
+    version = "v1alpha1",
+    kind = "BedrockModel",
+    namespaced,
+    status = "ResourceStatus",
+    shortname = "brm",
+    category = "bedrock-gateway",
+    doc = "A Bedrock model served to OpenAI clients as <accountRef>/<metadata.name>.",
+    printcolumn(name = "Account", type_ = "string", json_path = ".spec.accountRef", description = "BedrockAccount the model is called through"),
+    printcolumn(name = "Model ID", type_ = "string", json_path = ".spec.modelId", description = "Bedrock model id, inference profile id or ARN"),
+    printcolumn(name = "Region", type_ = "string", json_path = ".spec.region", description = "Region override; empty means the account's default region"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the model is served"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BedrockModelSpec {
+    /// Name of the BedrockAccount (same namespace) the model is called through; the served name
+    /// starts with it.
+    pub account_ref: String,
+    /// Bedrock model id (anthropic.claude-3-7-sonnet-20250219-v1:0), cross-region inference
+    /// profile id (us., eu., apac., global. ...) or ARN (foundation model, inference profile,
+    /// provisioned or custom model).
+    pub model_id: String,
+    /// Region the calls go to; default the account's defaultRegion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// API the model serves: chat, embedding or image; inferred from modelId when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<BedrockModelKind>,
+    /// Private prices in USD, overriding the built-in price table for usage and budgets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostSpec>,
+}
+
+/// Which OpenAI endpoints a model answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum BedrockModelKind {
+    /// /v1/chat/completions.
+    Chat,
+    /// /v1/embeddings.
+    Embedding,
+    /// /v1/images/generations and /v1/images/edits.
+    Image,
+}
+
+/// Private model prices in USD.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CostSpec {
+    /// USD per million input tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_per_million_tokens: Option<f64>,
+    /// USD per million output tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_per_million_tokens: Option<f64>,
+    /// USD per million tokens read from the prompt cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_per_million_tokens: Option<f64>,
+    /// USD per million tokens written to the prompt cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_million_tokens: Option<f64>,
+    /// USD per generated image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_image: Option<f64>,
+}

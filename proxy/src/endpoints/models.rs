@@ -1,0 +1,42 @@
+//! `GET /v1/models`: the served models the caller may use.
+
+use http::{Request, Response, StatusCode};
+use serde::Serialize;
+
+use super::{json_response, snapshot};
+use crate::auth::authenticate;
+use crate::body::ResponseBody;
+use crate::error::ApiError;
+use crate::server::App;
+
+#[derive(Serialize)]
+struct ModelList<'a> {
+    object: &'static str,
+    data: Vec<ModelEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct ModelEntry<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    owned_by: &'a str,
+}
+
+/// Lists the models the caller's policies grant, sorted by served name.
+pub fn list<B>(app: &App, req: &Request<B>) -> Result<Response<ResponseBody>, ApiError> {
+    let snapshot = snapshot(app)?;
+    let subject = authenticate(req.headers(), &snapshot)?;
+    let data = snapshot
+        .visible_models(subject)
+        .into_iter()
+        .map(|r| ModelEntry {
+            id: &r.model.served_name,
+            object: "model",
+            created: 0,
+            owned_by: &r.model.account,
+        })
+        .collect();
+    let body = serde_json::to_vec(&ModelList { object: "list", data }).expect("model list serializes");
+    Ok(json_response(StatusCode::OK, body))
+}

@@ -1,0 +1,117 @@
+//! `bedrock-gateway-proxy`: serves the OpenAI API on top of AWS Bedrock.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use proxy::config::{ConfigStore, ManifestDir};
+use proxy::metrics::Metrics;
+use proxy::server::{App, serve};
+use proxy::snapshot::SimulatorOverride;
+use tokio::net::TcpListener;
+
+/// Command line of the proxy.
+#[derive(Parser, Debug)]
+#[command(name = "bedrock-gateway-proxy", version, about = "OpenAI API on top of AWS Bedrock")]
+struct Cli {
+    /// Folder of BedrockAccount, BedrockModel, AccessPolicy and Secret manifests, reloaded on change.
+    #[arg(long, env = "BGW_MANIFESTS")]
+    manifests: PathBuf,
+    /// Address to serve the API on.
+    #[arg(long, env = "BGW_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Serve every account from the built-in Bedrock simulator instead of AWS.
+    #[arg(long)]
+    simulator: bool,
+    /// How often the manifests folder is checked for changes, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    reload_interval_ms: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Seconds open requests may take to finish after SIGTERM.
+    #[arg(long, default_value_t = 30)]
+    shutdown_grace_seconds: u64,
+    /// Log format.
+    #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("bedrock-gateway-proxy: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let sim = if cli.simulator {
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("simulator bind: {e}"))?;
+        let handle = bedrock_sim::spawn(bedrock_sim::SimConfig { record_requests: false, ..Default::default() }, listener).await;
+        tracing::info!(url = %handle.url(), "serving every account from the built-in Bedrock simulator");
+        Some(handle)
+    } else {
+        None
+    };
+    let source = ManifestDir::new(&cli.manifests, sim.as_ref().map(|h| SimulatorOverride { url: h.url() }));
+    let metrics = Metrics::new();
+    let store = Arc::new(ConfigStore::default());
+    match source.load(1) {
+        Ok(snapshot) => {
+            tracing::info!(models = snapshot.routes.len(), "config loaded");
+            store.publish(snapshot);
+            metrics.config_reloads.with_label_values(&["success"]).inc();
+            metrics.config_generation.set(1);
+        }
+        // Start anyway and keep watching: /readyz stays 503 until the folder renders.
+        Err(problems) => {
+            tracing::error!(%problems, "config not loaded; /readyz answers 503 until the manifests are fixed");
+            metrics.config_reloads.with_label_values(&["failure"]).inc();
+        }
+    }
+    tokio::spawn(source.watch(store.clone(), metrics.clone(), Duration::from_millis(cli.reload_interval_ms)));
+    let listener = TcpListener::bind(cli.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, "bedrock-gateway-proxy listening");
+    println!("bedrock-gateway-proxy listening on http://{addr}");
+    let app = Arc::new(App::new(store, metrics, cli.max_body_bytes));
+    serve(listener, app, shutdown_signal(), Duration::from_secs(cli.shutdown_grace_seconds)).await;
+    drop(sim);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested; draining");
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

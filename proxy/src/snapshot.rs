@@ -1,0 +1,143 @@
+//! The served state: a rendered config compiled into lookup tables for the hot path.
+//!
+//! A [`Snapshot`] is immutable; reloads build a new one and swap it in atomically, so a
+//! request sees one consistent config from start to end.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use api::config::{AccountAuth, AccountSecret, ApiKeyIdentity, Endpoints, GatewayConfig, Model, Rendered};
+
+use crate::auth::Subject;
+use crate::policy::PolicySet;
+use crate::upstream::{Signer, Target};
+
+/// One served model, ready to call.
+#[derive(Debug)]
+pub struct Route {
+    /// The rendered model.
+    pub model: Model,
+    /// Converse target.
+    pub converse: Target,
+    /// ConverseStream target.
+    pub converse_stream: Target,
+    /// How the account signs.
+    pub signer: Signer,
+}
+
+/// Everything one config generation serves.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases with every successful load.
+    pub generation: u64,
+    /// The rendered non-secret config.
+    pub config: GatewayConfig,
+    /// Routes by served name.
+    pub routes: HashMap<String, Arc<Route>>,
+    /// Callers by SHA-256 hex of their API key.
+    pub callers: HashMap<String, Subject>,
+    /// Access policies.
+    pub policies: PolicySet,
+}
+
+/// Replaces every account's endpoints and credentials with the embedded simulator's.
+#[derive(Clone, Debug)]
+pub struct SimulatorOverride {
+    /// Base URL of the simulator, `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Snapshot {
+    /// Compiles a rendered config. Accounts whose credentials cannot be used still load; their
+    /// calls fail with a 503 that says why.
+    pub fn build(rendered: Rendered, generation: u64, sim: Option<&SimulatorOverride>) -> Snapshot {
+        let Rendered { config, credentials } = rendered;
+        let signers: HashMap<&str, Signer> = config
+            .accounts
+            .values()
+            .map(|account| {
+                let secret = credentials.accounts.get(&account.name);
+                (account.name.as_str(), signer_for(&account.name, &account.auth, secret, sim))
+            })
+            .collect();
+        let mut routes = HashMap::with_capacity(config.models.len());
+        for (name, model) in &config.models {
+            let Some(account) = config.accounts.get(&model.account) else { continue };
+            let runtime = match sim {
+                Some(sim) => sim.url.clone(),
+                None => Endpoints::for_region(&account.endpoints.runtime, &model.region),
+            };
+            let signer = signers.get(model.account.as_str()).cloned().unwrap_or_else(|| {
+                Signer::Unavailable(format!("account `{}` has no credentials", model.account).into())
+            });
+            let targets = (
+                Target::model_operation(&runtime, &model.model_id, "converse", &model.region),
+                Target::model_operation(&runtime, &model.model_id, "converse-stream", &model.region),
+            );
+            let (Some(converse), Some(converse_stream)) = targets else {
+                tracing::error!(model = %name, endpoint = %runtime, "runtime endpoint is not a valid URL; model not served");
+                continue;
+            };
+            routes.insert(name.clone(), Arc::new(Route { model: model.clone(), converse, converse_stream, signer }));
+        }
+        let callers = credentials.api_keys.into_iter().map(|(hash, id)| (hash, subject_of(id))).collect();
+        let policies = PolicySet::new(&config.policies);
+        Snapshot { generation, config, routes, callers, policies }
+    }
+
+    /// Served names the subject may call, sorted.
+    pub fn visible_models(&self, subject: &Subject) -> Vec<&Route> {
+        let mut visible: Vec<&Route> = self
+            .routes
+            .values()
+            .filter(|r| self.policies.allows(subject, &r.model.served_name))
+            .map(Arc::as_ref)
+            .collect();
+        visible.sort_unstable_by(|a, b| a.model.served_name.cmp(&b.model.served_name));
+        visible
+    }
+}
+
+fn subject_of(id: ApiKeyIdentity) -> Subject {
+    Subject { user: id.user, teams: id.teams }
+}
+
+fn signer_for(
+    account: &str,
+    auth: &AccountAuth,
+    secret: Option<&AccountSecret>,
+    sim: Option<&SimulatorOverride>,
+) -> Signer {
+    if sim.is_some() {
+        return match auth {
+            AccountAuth::ApiKey => Signer::bearer(bedrock_sim::TEST_BEARER_TOKEN).expect("token is ASCII"),
+            _ => Signer::static_keys(bedrock_sim::TEST_ACCESS_KEY_ID, bedrock_sim::TEST_SECRET_ACCESS_KEY, None),
+        };
+    }
+    match (auth, secret) {
+        (
+            AccountAuth::AccessKey,
+            Some(AccountSecret::AccessKey { access_key_id, secret_access_key, session_token }),
+        ) => Signer::static_keys(
+            access_key_id.expose(),
+            secret_access_key.expose(),
+            session_token.as_ref().map(|t| t.expose()),
+        ),
+        (AccountAuth::ApiKey, Some(AccountSecret::ApiKey { api_key })) => {
+            Signer::bearer(api_key.expose()).unwrap_or_else(|| {
+                Signer::Unavailable(
+                    format!("the Bedrock API key of account `{account}` contains characters not allowed in an HTTP header")
+                        .into(),
+                )
+            })
+        }
+        (AccountAuth::PodIdentity | AccountAuth::AssumeRole { .. }, _) => Signer::Unavailable(
+            format!(
+                "account `{account}` uses pod identity or an assumed role, which this proxy build cannot use yet; \
+                 use accessKey or apiKey auth"
+            )
+            .into(),
+        ),
+        _ => Signer::Unavailable(format!("account `{account}` has no credentials in the rendered config").into()),
+    }
+}

@@ -1,0 +1,1 @@
+//! Translators, one per incoming-API/backend pair.

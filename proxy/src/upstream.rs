@@ -1,0 +1,226 @@
+//! The connection to Bedrock: one pooled HTTP client (rustls for https, plain http for
+//! simulators and VPC test endpoints) and per-request signing, SigV4 or bearer.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{
+    SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode, sign,
+};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::{HeaderValue, Method, Request, Response, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::error::ApiError;
+
+/// How requests of one account are authenticated to AWS.
+#[derive(Clone)]
+pub enum Signer {
+    /// SigV4 with these credentials (signing name `bedrock`).
+    SigV4(Identity),
+    /// `Authorization: Bearer` with a Bedrock API key (marked sensitive so hyper never logs it).
+    Bearer(HeaderValue),
+    /// The account has no usable credentials; the reason names the account and what to fix.
+    Unavailable(Arc<str>),
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Signer::SigV4(_) => f.write_str("SigV4(<redacted>)"),
+            Signer::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Signer::Unavailable(why) => write!(f, "Unavailable({why})"),
+        }
+    }
+}
+
+impl Signer {
+    /// A SigV4 signer from static keys.
+    pub fn static_keys(access_key_id: &str, secret_access_key: &str, session_token: Option<&str>) -> Self {
+        let creds = Credentials::new(
+            access_key_id,
+            secret_access_key,
+            session_token.map(str::to_owned),
+            None,
+            "bedrock-gateway-static",
+        );
+        Signer::SigV4(creds.into())
+    }
+
+    /// A bearer signer from a Bedrock API key; `None` when the key is not a valid header value.
+    pub fn bearer(api_key: &str) -> Option<Self> {
+        let mut value = HeaderValue::try_from(format!("Bearer {api_key}")).ok()?;
+        value.set_sensitive(true);
+        Some(Signer::Bearer(value))
+    }
+}
+
+/// One prepared Bedrock call target: URI (model id already percent-encoded), host and region.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Full request URI.
+    pub uri: Uri,
+    /// `Host` header value (signed).
+    pub host: HeaderValue,
+    /// Signing region.
+    pub region: Arc<str>,
+}
+
+impl Target {
+    /// Builds `<endpoint>/model/<encoded model id>/<operation>`; `None` when the endpoint is not a URL.
+    pub fn model_operation(endpoint: &str, model_id: &str, operation: &str, region: &str) -> Option<Self> {
+        let path = format!("/model/{}/{operation}", encode_label(model_id));
+        let uri: Uri = format!("{}{path}", endpoint.trim_end_matches('/')).parse().ok()?;
+        let host = HeaderValue::from_str(uri.authority()?.as_str()).ok()?;
+        Some(Target { uri, host, region: region.into() })
+    }
+}
+
+/// Percent-encodes a URI label the way botocore does: everything but RFC 3986 unreserved characters.
+pub fn encode_label(label: &str) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const LABEL: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    utf8_percent_encode(label, LABEL).to_string()
+}
+
+/// Pooled HTTP client for every Bedrock endpoint.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Upstream {
+    /// A client with keep-alive pooling, TLS through rustls (webpki roots) and a connect timeout.
+    pub fn new() -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            })
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Upstream { client }
+    }
+
+    /// Sends a signed JSON POST to `target`; `accept` is the expected response type.
+    pub async fn post_json(
+        &self,
+        target: &Target,
+        signer: &Signer,
+        body: Vec<u8>,
+        accept: &'static str,
+    ) -> Result<Response<Incoming>, ApiError> {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(target.uri.clone())
+            .header(HOST, target.host.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(ACCEPT, HeaderValue::from_static(accept))
+            .body(Full::new(Bytes::new()))
+            .expect("request parts are valid");
+        match signer {
+            Signer::SigV4(identity) => sign_v4(&mut request, identity, &target.region, &body)?,
+            Signer::Bearer(value) => {
+                request.headers_mut().insert(AUTHORIZATION, value.clone());
+            }
+            Signer::Unavailable(why) => return Err(ApiError::unavailable(why.to_string())),
+        }
+        *request.body_mut() = Full::new(Bytes::from(body));
+        self.client.request(request).await.map_err(|e| {
+            tracing::warn!(error = %e, uri = %target.uri, "Bedrock request failed before a response");
+            ApiError::bad_gateway("The gateway could not reach Bedrock; the request was not completed.")
+        })
+    }
+}
+
+/// Adds `x-amz-date`, `x-amz-security-token` (when present) and `authorization` to `request`.
+fn sign_v4(
+    request: &mut Request<Full<Bytes>>,
+    identity: &Identity,
+    region: &str,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let mut settings = SigningSettings::default();
+    // The path is already percent-encoded; normalizing it would change what AWS verifies.
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    let params = v4::SigningParams::builder()
+        .identity(identity)
+        .region(region)
+        .name("bedrock")
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .map_err(|_| ApiError::unavailable("The gateway could not prepare the Bedrock request signature."))?
+        .into();
+    let uri = request.uri().to_string();
+    let headers = request.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
+    let signable = SignableRequest::new("POST", uri, headers, SignableBody::Bytes(body))
+        .map_err(|_| ApiError::unavailable("The gateway could not sign the Bedrock request."))?;
+    let (instructions, _signature) = sign(signable, &params)
+        .map_err(|_| ApiError::unavailable("The gateway could not sign the Bedrock request."))?
+        .into_parts();
+    instructions.apply_to_request_http1x(request);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_encoded_like_botocore() {
+        assert_eq!(
+            encode_label("us.anthropic.claude-3-7-sonnet-20250219-v1:0"),
+            "us.anthropic.claude-3-7-sonnet-20250219-v1%3A0"
+        );
+        assert_eq!(
+            encode_label("arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123"),
+            "arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aapplication-inference-profile%2Fabc123"
+        );
+    }
+
+    #[test]
+    fn target_keeps_the_encoded_path() {
+        let t = Target::model_operation("http://127.0.0.1:9090/", "amazon.nova-lite-v1:0", "converse", "us-east-1")
+            .unwrap();
+        assert_eq!(t.uri.path(), "/model/amazon.nova-lite-v1%3A0/converse");
+        assert_eq!(t.host, "127.0.0.1:9090");
+    }
+
+    #[test]
+    fn signers_do_not_print_secrets() {
+        let s = Signer::static_keys("AKIAEXAMPLE", "very-secret", Some("token"));
+        assert_eq!(format!("{s:?}"), "SigV4(<redacted>)");
+        let b = Signer::bearer("ABSKsecret").unwrap();
+        assert_eq!(format!("{b:?}"), "Bearer(<redacted>)");
+    }
+}

@@ -1,0 +1,50 @@
+//! bedrock-sim: a local stand-in for the AWS bedrock-runtime Converse / ConverseStream API.
+//!
+//! It speaks the real wire formats (rest-json bodies, `x-amzn-ErrorType` errors,
+//! `application/vnd.amazon.eventstream` frames), verifies SigV4 and bearer authentication,
+//! answers deterministically and injects faults chosen by `[[sim:...]]` directives in the
+//! last user message. Used by unit tests, the e2e tests, benchmarks and the proxy's
+//! `--simulator` mode.
+
+mod auth;
+mod converse;
+mod errors;
+mod eventstream;
+mod faults;
+mod record;
+mod reply;
+mod request;
+mod server;
+mod sigv4;
+mod stream;
+
+pub use record::RecordedRequest;
+pub use server::{SimHandle, spawn};
+
+/// Access key id of the default test credentials.
+pub const TEST_ACCESS_KEY_ID: &str = "AKIASIMULATOR0000001";
+/// Secret access key of the default test credentials.
+pub const TEST_SECRET_ACCESS_KEY: &str = "bedrock-sim-secret-access-key-0000000000";
+/// Bedrock API key (bearer token) accepted by default.
+pub const TEST_BEARER_TOKEN: &str = "bedrock-sim-api-key";
+
+/// What the simulator accepts and whether it records requests.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Accepted SigV4 credentials as (access key id, secret access key) pairs.
+    pub credentials: Vec<(String, String)>,
+    /// Accepted Bedrock API keys (`Authorization: Bearer <token>`).
+    pub bearer_tokens: Vec<String>,
+    /// Keep a copy of every Bedrock API request for inspection.
+    pub record_requests: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            credentials: vec![(TEST_ACCESS_KEY_ID.to_owned(), TEST_SECRET_ACCESS_KEY.to_owned())],
+            bearer_tokens: vec![TEST_BEARER_TOKEN.to_owned()],
+            record_requests: true,
+        }
+    }
+}
