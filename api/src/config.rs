@@ -49,11 +49,62 @@ pub struct Account {
     pub auth: AccountAuth,
     /// Endpoint templates; `{region}` is replaced per request.
     pub endpoints: Endpoints,
+    /// S3 location and service role for `/v1/files` and `/v1/batches`; absent: those answer 400.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Batch>,
+    /// Serve every model the account can invoke; present only when enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<Discovery>,
+    /// Users and teams with a role on this account.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collaborators: Vec<Collaborator>,
+}
+
+/// Where an account keeps batch files and which role Bedrock runs batch jobs with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Batch {
+    /// S3 bucket.
+    pub bucket: String,
+    /// Key prefix inside the bucket; may be empty.
+    #[serde(default)]
+    pub prefix: String,
+    /// Service role Bedrock assumes for batch jobs.
+    pub role_arn: String,
+}
+
+/// Automatic serving of the models an account can invoke.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Discovery {
+    /// Globs over model and inference-profile ids; empty means every model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+}
+
+/// A user or team with a role on an account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Collaborator {
+    /// Who (a user or a team).
+    pub subject: SubjectRef,
+    /// What they may do.
+    pub role: CollaboratorRole,
+}
+
+/// What a collaborator may do on an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CollaboratorRole {
+    /// May add, edit and remove the account's models.
+    Manager,
+    /// May call the account's models.
+    User,
 }
 
 /// How an account authenticates to AWS. Secret material lives in [`Credentials`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "type")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "type")]
 pub enum AccountAuth {
     /// The proxy pod's own AWS identity (IRSA, EKS Pod Identity, instance role).
     PodIdentity,
@@ -218,7 +269,7 @@ pub struct Credentials {
 
 /// Static secret of an account.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "type")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "type")]
 pub enum AccountSecret {
     /// AWS access key pair, optionally with a session token.
     AccessKey {

@@ -2,3 +2,10 @@
 
 pub mod config;
 pub mod crd;
+pub mod manifests;
+pub mod problems;
+pub mod render;
+
+pub use manifests::Manifests;
+pub use problems::{Problem, Problems};
+pub use render::render;

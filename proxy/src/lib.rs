@@ -1,9 +1,18 @@
 //! bedrock-gateway proxy: serves the OpenAI API on top of AWS Bedrock.
 //!
-//! Request path: `server` -> `auth` -> `policy` -> `translate` -> `upstream` -> back through
-//! `translate` to the caller. Translators are pure; I/O lives in `server`, `upstream`, `config`.
+//! Request path: `server` -> `endpoints` -> `auth` -> `policy` -> `translate` -> `upstream` and back
+//! through `translate` to the caller. Translators are pure; I/O lives in `server`, `upstream`, `config`.
 
+pub mod auth;
 pub mod bedrock;
+pub mod body;
+pub mod config;
+pub mod endpoints;
 pub mod error;
+pub mod metrics;
 pub mod openai;
+pub mod policy;
+pub mod server;
+pub mod snapshot;
 pub mod translate;
+pub mod upstream;

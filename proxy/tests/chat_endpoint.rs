@@ -23,7 +23,7 @@ async fn chat_completion_round_trip() {
     assert_eq!(v["choices"][0]["message"]["role"], "assistant");
     assert_eq!(v["choices"][0]["message"]["content"], "Simulated reply to: Hello there");
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
-    assert_eq!(v["usage"], json!({"prompt_tokens": 2, "completion_tokens": 6, "total_tokens": 8}));
+    assert_eq!(v["usage"], json!({"prompt_tokens": 2, "completion_tokens": 5, "total_tokens": 7}));
 
     let recorded = h.sim.requests();
     assert_eq!(recorded.len(), 1);
@@ -65,7 +65,7 @@ async fn streaming_with_usage() {
     assert_eq!(finishes[0]["choices"][0]["finish_reason"], "stop");
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"], json!([]));
-    assert_eq!(last["usage"]["total_tokens"], 8);
+    assert_eq!(last["usage"]["total_tokens"], 7);
     assert!(chunks.iter().all(|c| c["id"] == chunks[0]["id"]));
 }
 

@@ -7,9 +7,16 @@ use crate::errors::AwsError;
 use crate::sigv4::{self, SignedRequest};
 
 /// Checks the `Authorization` header of a request against the configured keys.
-pub(crate) fn authenticate(config: &SimConfig, req: &SignedRequest<'_>, now: SystemTime) -> Result<(), AwsError> {
+pub(crate) fn authenticate(
+    config: &SimConfig,
+    req: &SignedRequest<'_>,
+    now: SystemTime,
+) -> Result<(), AwsError> {
     let Some(value) = req.headers.get(http::header::AUTHORIZATION) else {
-        return Err(AwsError::forbidden("MissingAuthenticationTokenException", "Missing Authentication Token"));
+        return Err(AwsError::forbidden(
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token",
+        ));
     };
     let value = String::from_utf8_lossy(value.as_bytes());
     if let Some(token) = value.strip_prefix("Bearer ") {
@@ -35,7 +42,13 @@ mod tests {
         if let Some(a) = auth {
             headers.insert("authorization", HeaderValue::from_str(a).unwrap());
         }
-        let req = SignedRequest { method: "POST", target: "/model/m/converse", headers: &headers, authority: None, body: b"{}" };
+        let req = SignedRequest {
+            method: "POST",
+            target: "/model/m/converse",
+            headers: &headers,
+            authority: None,
+            body: b"{}",
+        };
         authenticate(&SimConfig::default(), &req, SystemTime::now())
     }
 
@@ -49,7 +62,10 @@ mod tests {
     #[test]
     fn missing_and_unknown_schemes() {
         let err = run(None).unwrap_err();
-        assert_eq!((err.code, err.message.as_str()), ("MissingAuthenticationTokenException", "Missing Authentication Token"));
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            ("MissingAuthenticationTokenException", "Missing Authentication Token")
+        );
         let err = run(Some("Basic abc")).unwrap_err();
         assert_eq!(err.code, "IncompleteSignatureException");
     }

@@ -30,7 +30,11 @@ const MODELED: &[(&str, u16, &str)] = &[
     ("ThrottlingException", 429, "Too many requests, please wait before trying again."),
     ("ServiceQuotaExceededException", 400, "Too many tokens, please wait before trying again."),
     ("ModelNotReadyException", 429, "Model is not ready to serve inference requests. Try again later."),
-    ("InternalServerException", 500, "The server encountered an internal error while processing the request."),
+    (
+        "InternalServerException",
+        500,
+        "The server encountered an internal error while processing the request.",
+    ),
     ("ServiceUnavailableException", 503, "Bedrock is unable to process your request."),
 ];
 
@@ -61,7 +65,8 @@ impl AwsError {
         let &(code, status, message) = MODELED.iter().find(|(code, _, _)| *code == name)?;
         let mut err = Self::new(status, code, message);
         if code == "ModelErrorException" {
-            err.extra = vec![("originalStatusCode", Value::from(500)), ("resourceName", Value::from(model_id))];
+            err.extra =
+                vec![("originalStatusCode", Value::from(500)), ("resourceName", Value::from(model_id))];
         }
         Some(err)
     }

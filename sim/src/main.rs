@@ -1,1 +1,63 @@
-fn main() {}
+//! `bedrock-sim` binary: serves the simulator until SIGINT/SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use bedrock_sim::{SimConfig, TEST_ACCESS_KEY_ID, TEST_BEARER_TOKEN, TEST_SECRET_ACCESS_KEY};
+use clap::Parser;
+
+/// Local stand-in for AWS bedrock-runtime (Converse / ConverseStream).
+#[derive(Parser, Debug)]
+#[command(name = "bedrock-sim", version)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    listen: SocketAddr,
+    /// Accepted SigV4 access key id.
+    #[arg(long, default_value = TEST_ACCESS_KEY_ID, requires = "secret_access_key")]
+    access_key_id: String,
+    /// Accepted SigV4 secret access key.
+    #[arg(long, default_value = TEST_SECRET_ACCESS_KEY)]
+    secret_access_key: String,
+    /// Accepted Bedrock API key (repeatable).
+    #[arg(long = "bearer-token", default_values_t = [TEST_BEARER_TOKEN.to_owned()])]
+    bearer_tokens: Vec<String>,
+    /// Do not record requests (for benchmarks).
+    #[arg(long)]
+    no_record: bool,
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = SimConfig {
+        credentials: vec![(args.access_key_id, args.secret_access_key)],
+        bearer_tokens: args.bearer_tokens,
+        record_requests: !args.no_record,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let handle = bedrock_sim::spawn(config, listener).await;
+    println!("bedrock-sim listening on {}", handle.url());
+    std::io::stdout().flush()?;
+    wait_for_signal().await?;
+    handle.shutdown();
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> std::io::Result<()> {
+    tokio::signal::ctrl_c().await
+}

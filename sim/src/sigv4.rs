@@ -79,7 +79,8 @@ pub(crate) fn verify(
     if !auth.signed_headers.contains(&"host") {
         return Err(invalid("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."));
     }
-    if req.headers.contains_key("x-amz-security-token") && !auth.signed_headers.contains(&"x-amz-security-token")
+    if req.headers.contains_key("x-amz-security-token")
+        && !auth.signed_headers.contains(&"x-amz-security-token")
     {
         return Err(invalid("'X-Amz-Security-Token' must be a 'SignedHeader' in the AWS Authorization."));
     }
@@ -100,8 +101,10 @@ pub(crate) fn verify(
 
     let canonical = canonical_request(req, &auth);
     let scope = format!("{}/{}/{}/{}", auth.date, auth.region, auth.service, auth.terminator);
-    let string_to_sign =
-        format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
     let key = generate_signing_key(secret, signed_at, auth.region, auth.service);
     let expected = calculate_signature(key, string_to_sign.as_bytes());
     if constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
@@ -132,9 +135,11 @@ fn parse_authorization(value: &str) -> Result<AuthHeader<'_>, AwsError> {
     }
     let (Some(credential), Some(signed), Some(signature)) = (credential, signed, signature) else {
         let mut message = String::new();
-        for (name, found) in
-            [("Credential", credential.is_some()), ("Signature", signature.is_some()), ("SignedHeaders", signed.is_some())]
-        {
+        for (name, found) in [
+            ("Credential", credential.is_some()),
+            ("Signature", signature.is_some()),
+            ("SignedHeaders", signed.is_some()),
+        ] {
             if !found {
                 message.push_str(&format!("Authorization header requires '{name}' parameter. "));
             }
@@ -172,7 +177,8 @@ fn parse_amz_date(value: &str) -> Option<SystemTime> {
         if s.bytes().all(|c| c.is_ascii_digit()) { s.parse().ok() } else { None }
     };
     let month = time::Month::try_from(u8::try_from(num(4..6)?).ok()?).ok()?;
-    let date = time::Date::from_calendar_date(i32::try_from(num(0..4)?).ok()?, month, num(6..8)? as u8).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::try_from(num(0..4)?).ok()?, month, num(6..8)? as u8).ok()?;
     let clock = time::Time::from_hms(num(9..11)? as u8, num(11..13)? as u8, num(13..15)? as u8).ok()?;
     let secs = time::PrimitiveDateTime::new(date, clock).assume_utc().unix_timestamp();
     Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
@@ -299,7 +305,13 @@ mod tests {
         h
     }
 
-    fn check(target: &str, headers: &HeaderMap, body: &[u8], auth: &str, now: SystemTime) -> Result<(), AwsError> {
+    fn check(
+        target: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+        auth: &str,
+        now: SystemTime,
+    ) -> Result<(), AwsError> {
         let req = SignedRequest { method: "POST", target, headers, authority: None, body };
         verify(&req, auth, &creds(), now)
     }
@@ -333,8 +345,14 @@ mod tests {
     fn single_encoded_path_does_not_match() {
         // A client that signed the path without double encoding sends the same signature for
         // a path the server re-encodes differently; changing the path must break the check.
-        let err = check("/model/us.anthropic.claude-3-7-sonnet-20250219-v1:0/converse", &headers(None), BODY,
-            BOTOCORE_AUTH, signed_at()).unwrap_err();
+        let err = check(
+            "/model/us.anthropic.claude-3-7-sonnet-20250219-v1:0/converse",
+            &headers(None),
+            BODY,
+            BOTOCORE_AUTH,
+            signed_at(),
+        )
+        .unwrap_err();
         assert_eq!(err.code, "InvalidSignatureException");
         assert_eq!(err.message, MISMATCH);
     }
@@ -343,7 +361,13 @@ mod tests {
     fn tampered_body_and_wrong_secret_fail() {
         let err = check(PATH, &headers(None), b"{}", BOTOCORE_AUTH, signed_at()).unwrap_err();
         assert_eq!((err.status.as_u16(), err.code), (403, "InvalidSignatureException"));
-        let req = SignedRequest { method: "POST", target: PATH, headers: &headers(None), authority: None, body: BODY };
+        let req = SignedRequest {
+            method: "POST",
+            target: PATH,
+            headers: &headers(None),
+            authority: None,
+            body: BODY,
+        };
         let other = vec![(crate::TEST_ACCESS_KEY_ID.to_owned(), "wrong".to_owned())];
         let err = verify(&req, BOTOCORE_AUTH, &other, signed_at()).unwrap_err();
         assert_eq!(err.code, "InvalidSignatureException");
@@ -382,7 +406,8 @@ mod tests {
 
     #[test]
     fn malformed_headers_are_incomplete() {
-        let err = check(PATH, &headers(None), BODY, "AWS4-HMAC-SHA256 Signature=abc", signed_at()).unwrap_err();
+        let err =
+            check(PATH, &headers(None), BODY, "AWS4-HMAC-SHA256 Signature=abc", signed_at()).unwrap_err();
         assert_eq!(err.code, "IncompleteSignatureException");
         assert!(err.message.contains("'Credential'") && err.message.contains("'SignedHeaders'"));
         let mut h = headers(None);

@@ -15,8 +15,11 @@ members, keys, values), string (enum, pattern, length), integer/long/float/
 double (type, range), boolean, blob (base64 text in JSON), timestamp
 (ISO 8601 text or epoch seconds).
 
-Smithy patterns are ECMA-262 regexes that are *not* implicitly anchored, so a
-pattern is satisfied when it matches anywhere in the value (``re.search``).
+Patterns: the Smithy source anchors them (``^...$``); botocore's JSON form
+strips the outer anchors (e.g. ``ConversationalModelId`` still shows inner
+``$|(^arn...`` pieces), and the service validates the whole value, so a value
+must match the pattern in full (``re.fullmatch``). A pattern that still
+carries its own anchors behaves the same under ``fullmatch``.
 """
 
 from __future__ import annotations
@@ -311,7 +314,7 @@ class AwsModel:
         if "enum" in shape and value not in shape["enum"]:
             errs.append(f"{where}: {value!r} is not one of {shape['enum']} ({shape_name})")
         errs.extend(self._length(len(value), shape, where, "characters"))
-        if "pattern" in shape and not _compiled(shape["pattern"]).search(value):
+        if "pattern" in shape and not _compiled(shape["pattern"]).fullmatch(value):
             errs.append(f"{where}: {value!r} does not match the pattern of {shape_name}: {shape['pattern']}")
         return errs
 

@@ -16,7 +16,9 @@ import base64
 import copy
 import functools
 import json
+import os
 import threading
+import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -29,7 +31,8 @@ import yaml
 from awsmodel import AwsModel
 from sigv4check import check_sigv4, header_values
 
-SHARED_REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
+# The shared/ folder sits beside the repository (in CI too); BGW_SHARED_DIR overrides.
+SHARED_REFERENCE = Path(os.environ.get("BGW_SHARED_DIR") or Path(__file__).resolve().parents[3] / "shared") / "reference"
 OPENAPI_PATH = SHARED_REFERENCE / "openai-openapi.yaml"
 RUNTIME_MODEL_PATH = SHARED_REFERENCE / "aws-models" / "bedrock-runtime-2023-09-30-service-2.json"
 CONTROL_MODEL_PATH = SHARED_REFERENCE / "aws-models" / "bedrock-2023-04-20-service-2.json"
@@ -181,8 +184,23 @@ class ResponseLog:
         self.violations: list[str] = []
         self.checked = 0
 
-    def record(self, method: str, path: str, status: int, content_type: str, body: bytes, complete: bool) -> None:
+    def record(
+        self, method: str, path: str, status: int, content_type: str, encoding: str, body: bytes, complete: bool
+    ) -> None:
         errs: list[str] = []
+        encoding = encoding.strip().lower()
+        if encoding in ("gzip", "deflate") and body:
+            try:
+                d = zlib.decompressobj(wbits=47 if encoding == "gzip" else 15)
+                body = d.decompress(body) + (d.flush() if complete else b"")
+            except zlib.error as e:
+                with self.lock:
+                    self.violations.append(f"{method} {path} -> {status}: bad {encoding} body: {e}")
+                return
+        elif encoding not in ("", "identity"):
+            with self.lock:
+                self.violations.append(f"{method} {path} -> {status}: content-encoding {encoding!r} not checked")
+            return
         contract = OpenAIContract.load()
         schema = contract.schema_for(method, path, status)
         if schema is not None:
@@ -190,6 +208,7 @@ class ResponseLog:
                 errs = contract.check_response(method, path, status, content_type, body)
             elif content_type.split(";")[0].strip().lower() == "text/event-stream":
                 # The client stopped early or the connection broke: check the events that did arrive.
+                body = body.replace(b"\r\n", b"\n")
                 complete_part = body[: body.rfind(b"\n\n") + 2] if b"\n\n" in body else b""
                 errs = contract.check_sse(complete_part, f"{method} {path} -> {status} (partial)")
         with self.lock:
@@ -243,9 +262,10 @@ class _AsyncTeeStream(httpx.AsyncByteStream):
 def _wrap(request: httpx.Request, response: httpx.Response, log: ResponseLog, stream_cls):
     method, path = request.method, request.url.path
     status, ctype = response.status_code, response.headers.get("content-type", "")
+    encoding = response.headers.get("content-encoding", "")
 
     def on_close(body: bytes, complete: bool) -> None:
-        log.record(method, path, status, ctype, body, complete)
+        log.record(method, path, status, ctype, encoding, body, complete)
 
     return httpx.Response(
         status_code=response.status_code,
@@ -257,8 +277,8 @@ def _wrap(request: httpx.Request, response: httpx.Response, log: ResponseLog, st
 
 
 class ValidatingTransport(httpx.BaseTransport):
-    def __init__(self, log: ResponseLog, **kwargs: Any):
-        self.inner = httpx.HTTPTransport(**kwargs)
+    def __init__(self, log: ResponseLog, inner: httpx.BaseTransport | None = None, **kwargs: Any):
+        self.inner = inner or httpx.HTTPTransport(**kwargs)
         self.log = log
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -269,8 +289,8 @@ class ValidatingTransport(httpx.BaseTransport):
 
 
 class AsyncValidatingTransport(httpx.AsyncBaseTransport):
-    def __init__(self, log: ResponseLog, **kwargs: Any):
-        self.inner = httpx.AsyncHTTPTransport(**kwargs)
+    def __init__(self, log: ResponseLog, inner: httpx.AsyncBaseTransport | None = None, **kwargs: Any):
+        self.inner = inner or httpx.AsyncHTTPTransport(**kwargs)
         self.log = log
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -18,10 +18,10 @@ use super::status::ResourceStatus;
     category = "bedrock-gateway",
     doc = "A Bedrock account: region, AWS identity and endpoints used to call Bedrock. Its name is the \
            first half of every served model name (<account>/<model>) and must be unique in the cluster.",
-    printcolumn(name = "Region", type_ = "string", json_path = ".spec.defaultRegion", description = "Default region"),
-    printcolumn(name = "Auth", type_ = "string", json_path = ".spec.auth", description = "How the gateway authenticates"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the account is usable"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name": "Region", "type": "string", "jsonPath": ".spec.defaultRegion", "description": "Default region"}"#,
+    printcolumn = r#"{"name": "Auth", "type": "string", "jsonPath": ".spec.auth", "description": "How the gateway authenticates"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status", "description": "Whether the account is usable"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BedrockAccountSpec {

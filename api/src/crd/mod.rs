@@ -19,6 +19,8 @@ pub const GROUP: &str = "bedrockgateway.io";
 pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` written in manifests.
 pub const API_VERSION: &str = "bedrockgateway.io/v1alpha1";
+/// `type` of the Secrets that hold caller API keys (data `key`, `user`, optional `teams`).
+pub const API_KEY_SECRET_TYPE: &str = "bedrockgateway.io/api-key";
 
 /// One generated CustomResourceDefinition and the file it is stored in under `crds/`.
 #[derive(Clone, Debug)]

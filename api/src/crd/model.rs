@@ -17,11 +17,11 @@ use super::status::ResourceStatus;
     shortname = "brm",
     category = "bedrock-gateway",
     doc = "A Bedrock model served to OpenAI clients as <accountRef>/<metadata.name>.",
-    printcolumn(name = "Account", type_ = "string", json_path = ".spec.accountRef", description = "BedrockAccount the model is called through"),
-    printcolumn(name = "Model ID", type_ = "string", json_path = ".spec.modelId", description = "Bedrock model id, inference profile id or ARN"),
-    printcolumn(name = "Region", type_ = "string", json_path = ".spec.region", description = "Region override; empty means the account's default region"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the model is served"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name": "Account", "type": "string", "jsonPath": ".spec.accountRef", "description": "BedrockAccount the model is called through"}"#,
+    printcolumn = r#"{"name": "Model ID", "type": "string", "jsonPath": ".spec.modelId", "description": "Bedrock model id, inference profile id or ARN"}"#,
+    printcolumn = r#"{"name": "Region", "type": "string", "jsonPath": ".spec.region", "description": "Region override; empty means the account's default region"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status", "description": "Whether the model is served"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BedrockModelSpec {

@@ -1,6 +1,6 @@
 //! `AccessPolicy`: which callers may use which served models, with optional limits.
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -18,10 +18,10 @@ use super::status::ResourceStatus;
     category = "bedrock-gateway",
     doc = "Grants users, teams and service accounts access to served models (globs over <account>/<model>), \
            with optional per-subject limits. No policy, no access.",
-    printcolumn(name = "Subjects", type_ = "string", json_path = ".spec.subjects", description = "Who the policy applies to"),
-    printcolumn(name = "Models", type_ = "string", json_path = ".spec.models", description = "Globs over served model names"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the policy is in force"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name": "Subjects", "type": "string", "jsonPath": ".spec.subjects", "description": "Who the policy applies to"}"#,
+    printcolumn = r#"{"name": "Models", "type": "string", "jsonPath": ".spec.models", "description": "Globs over served model names"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status", "description": "Whether the policy is in force"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AccessPolicySpec {
@@ -34,16 +34,22 @@ pub struct AccessPolicySpec {
     pub limits: Option<LimitsSpec>,
 }
 
-/// One caller identity; exactly one of user, team or serviceAccount.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// One caller identity; set exactly one of user, team or serviceAccount.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[x_kube(validation = Rule::new(
+    "(has(self.user) ? 1 : 0) + (has(self.team) ? 1 : 0) + (has(self.serviceAccount) ? 1 : 0) == 1"
+).message("a subject sets exactly one of user, team or serviceAccount"))]
 #[serde(rename_all = "camelCase")]
-pub enum Subject {
+pub struct Subject {
     /// A user name, as carried by an API key Secret or an OIDC claim.
-    User(String),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// A team name, as carried by an API key Secret or an OIDC claim.
-    Team(String),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
     /// A Kubernetes service account calling with a projected token (audience bedrock-gateway).
-    ServiceAccount(ServiceAccountRef),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<ServiceAccountRef>,
 }
 
 /// A Kubernetes service account.

@@ -25,7 +25,8 @@ use crate::metrics::Metrics;
 use crate::openai::chat::{Usage, parse_chat_request};
 use crate::server::App;
 use crate::translate::ResponseMeta;
-use crate::translate::chat_converse::{ChatStream, StreamStep, chat_completion, converse_request};
+use crate::translate::chat_converse::{ChatStream, chat_completion, converse_request};
+use crate::translate::{StreamStep, StreamTranslator};
 
 const ENDPOINT: &str = "chat";
 /// Largest Bedrock error or Converse response body read into memory.
@@ -79,7 +80,7 @@ async fn complete(
     let converse = converse_request(&request)?;
     let body = serde_json::to_vec(&converse).expect("Converse request serializes");
     let meta = ResponseMeta { id: completion_id(), created: unix_now(), model: request.model.clone() };
-    let streaming = request.stream.unwrap_or(false);
+    let streaming = request.stream;
     let (target, accept) = if streaming {
         (&route.converse_stream, "application/vnd.amazon.eventstream")
     } else {
@@ -90,7 +91,7 @@ async fn complete(
         return Err(upstream_error(&app.metrics, &request.model, response).await);
     }
     if streaming {
-        let include_usage = request.stream_options.as_ref().is_some_and(|o| o.include_usage.unwrap_or(false));
+        let include_usage = request.stream_options.include_usage;
         let sse = SseBody {
             upstream: response.into_body(),
             decoder: EventStreamDecoder::new(),
@@ -115,9 +116,7 @@ async fn complete(
         ApiError::bad_gateway("Bedrock returned a response the gateway could not read.")
     })?;
     let completion = chat_completion(converse, &meta);
-    if let Some(usage) = &completion.usage {
-        record_tokens(&app.metrics, &route.model.served_name, usage);
-    }
+    record_tokens(&app.metrics, &route.model.served_name, &completion.usage);
     Ok(json_response(StatusCode::OK, serde_json::to_vec(&completion).expect("completion serializes")))
 }
 
@@ -220,7 +219,7 @@ impl Body for SseBody {
             match ready!(Pin::new(&mut this.upstream).poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else { continue };
-                    this.decoder.feed(&data);
+                    this.decoder.push(&data);
                     loop {
                         match this.decoder.next_frame() {
                             Ok(Some(frame)) => match this.translator.on_frame(frame, &mut this.out) {

@@ -1,0 +1,291 @@
+//! HTTP server (hyper 1, HTTP/1.1 and h2c on one port), routing and the `/_sim/*` control API.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use percent_encoding::percent_decode_str;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::errors::{AwsError, request_id};
+use crate::record::{RecordedRequest, Recorder};
+use crate::sigv4::SignedRequest;
+use crate::{SimConfig, auth, converse, eventstream, faults, reply, request, stream};
+
+/// Response body type: a whole buffer or a stream of event frames.
+type Body = UnsyncBoxBody<Bytes, io::Error>;
+
+/// Largest accepted request body (Converse accepts large documents/images inline).
+const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Longest model identifier the AWS model allows.
+const MAX_MODEL_ID: usize = 2048;
+
+/// State shared by all connections.
+struct State {
+    config: SimConfig,
+    recorder: Recorder,
+}
+
+/// A running simulator; dropping it (or calling [`SimHandle::shutdown`]) stops the server.
+pub struct SimHandle {
+    addr: SocketAddr,
+    state: Arc<State>,
+    // Dropping the sender wakes every `changed()` waiter, which ends the accept loop and connections.
+    _shutdown: watch::Sender<()>,
+}
+
+impl SimHandle {
+    /// Address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:9090` (loopback when bound to an unspecified address).
+    pub fn url(&self) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}")
+    }
+
+    /// Copies of the Bedrock API requests received so far, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.recorder.snapshot()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.state.recorder.clear();
+    }
+
+    /// Stops the server and closes open connections.
+    pub fn shutdown(self) {}
+}
+
+/// Serves the simulator on `listener` in a background task until the handle is dropped.
+pub async fn spawn(config: SimConfig, listener: TcpListener) -> SimHandle {
+    let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    let state = Arc::new(State { config, recorder: Recorder::default() });
+    let (tx, rx) = watch::channel(());
+    tokio::spawn(accept_loop(listener, Arc::clone(&state), rx));
+    SimHandle { addr, state, _shutdown: tx }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<()>) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((tcp, _)) => {
+                // Small event frames must leave immediately, not wait for Nagle.
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(serve_connection(tcp, Arc::clone(&state), shutdown.clone()));
+            }
+            Err(e) => {
+                // Usually EMFILE: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(tcp: tokio::net::TcpStream, state: Arc<State>, mut shutdown: watch::Receiver<()>) {
+    let service = service_fn(move |req| handle(Arc::clone(&state), req));
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(tcp), service);
+    tokio::select! {
+        result = conn => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = shutdown.changed() => {}
+    }
+}
+
+fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn error_response(err: &AwsError) -> Response<Body> {
+    let mut resp = response(err.status, "application/json", err.body());
+    resp.headers_mut().insert("x-amzn-ErrorType", HeaderValue::from_static(err.code));
+    resp
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let mut resp = if parts.uri.path().starts_with("/_sim/") {
+        control(&state, &parts.method, parts.uri.path())
+    } else {
+        bedrock_request(&state, parts, body).await
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id()) {
+        resp.headers_mut().insert("x-amzn-RequestId", value);
+    }
+    Ok(resp)
+}
+
+/// Reads and records a Bedrock API request, then answers it.
+async fn bedrock_request(state: &State, parts: http::request::Parts, body: Incoming) -> Response<Body> {
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => {
+            let body = collected.to_bytes();
+            if state.config.record_requests {
+                state.recorder.push(RecordedRequest {
+                    method: parts.method.to_string(),
+                    path: target.clone(),
+                    headers: parts
+                        .headers
+                        .iter()
+                        .map(|(k, v)| {
+                            (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())
+                        })
+                        .collect(),
+                    body: body.to_vec(),
+                });
+            }
+            bedrock(state, &parts, &target, &body).await.unwrap_or_else(|e| error_response(&e))
+        }
+        Err(e) => error_response(&AwsError::validation(format!("Unable to read the request body: {e}"))),
+    }
+}
+
+fn control(state: &State, method: &Method, path: &str) -> Response<Body> {
+    match (method, path) {
+        (&Method::GET, "/_sim/health") => response(StatusCode::OK, "text/plain", "ok"),
+        (&Method::GET, "/_sim/requests") => {
+            let json = serde_json::to_vec(&state.recorder.snapshot()).unwrap_or_default();
+            response(StatusCode::OK, "application/json", json)
+        }
+        (&Method::DELETE, "/_sim/requests") => {
+            state.recorder.clear();
+            response(StatusCode::NO_CONTENT, "text/plain", Bytes::new())
+        }
+        _ => error_response(&AwsError::unknown_operation()),
+    }
+}
+
+/// The two operations the simulator serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Converse,
+    ConverseStream,
+}
+
+/// Matches `POST /model/{modelId}/converse[-stream]`, returning the still-encoded label.
+fn route<'a>(method: &Method, path: &'a str) -> Option<(&'a str, Operation)> {
+    if method != Method::POST {
+        return None;
+    }
+    let (label, op) = path.strip_prefix("/model/")?.split_once('/')?;
+    match op {
+        "converse" => Some((label, Operation::Converse)),
+        "converse-stream" => Some((label, Operation::ConverseStream)),
+        _ => None,
+    }
+}
+
+fn decode_model_id(label: &str) -> Result<String, AwsError> {
+    let id = percent_decode_str(label)
+        .decode_utf8()
+        .map_err(|_| AwsError::validation("The provided model identifier is invalid."))?;
+    let rule = match id.len() {
+        0 => "have length greater than or equal to 1",
+        n if n > MAX_MODEL_ID => "have length less than or equal to 2048",
+        _ => return Ok(id.into_owned()),
+    };
+    Err(AwsError::validation(format!(
+        "1 validation error detected: Value '{id}' at 'modelId' failed to satisfy constraint: Member must {rule}"
+    )))
+}
+
+async fn bedrock(
+    state: &State,
+    parts: &http::request::Parts,
+    target: &str,
+    body: &[u8],
+) -> Result<Response<Body>, AwsError> {
+    let (label, op) = route(&parts.method, parts.uri.path()).ok_or_else(AwsError::unknown_operation)?;
+    let signed = SignedRequest {
+        method: parts.method.as_str(),
+        target,
+        headers: &parts.headers,
+        authority: parts.uri.authority().map(|a| a.as_str()),
+        body,
+    };
+    auth::authenticate(&state.config, &signed, SystemTime::now())?;
+    let model_id = decode_model_id(label)?;
+    let input = request::parse(body)?;
+    let directives = faults::parse(&input.last_user_text())?;
+    if !directives.latency.is_zero() {
+        tokio::time::sleep(directives.latency).await;
+    }
+    if let Some(name) = &directives.error {
+        return Err(AwsError::modeled(name, &model_id).unwrap_or_else(|| AwsError::validation(name.clone())));
+    }
+    let reply = reply::generate(&input, &directives);
+    Ok(match op {
+        Operation::Converse => {
+            let latency_ms = directives.latency.as_millis() as u64;
+            response(StatusCode::OK, "application/json", converse::response_body(&reply, latency_ms))
+        }
+        Operation::ConverseStream => {
+            let mut resp = Response::new(StreamBody::new(stream::body(&reply, &directives)).boxed_unsync());
+            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(eventstream::CONTENT_TYPE));
+            resp
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_only_converse_operations() {
+        let label = "arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fx";
+        let path = format!("/model/{label}/converse-stream");
+        assert!(route(&Method::POST, &path) == Some((label, Operation::ConverseStream)));
+        assert!(route(&Method::POST, "/model/m/converse") == Some(("m", Operation::Converse)));
+        assert!(route(&Method::GET, "/model/m/converse").is_none());
+        assert!(route(&Method::POST, "/model/m/invoke").is_none());
+        assert!(route(&Method::POST, "/model/a/b/converse").is_none());
+        assert!(route(&Method::POST, "/v1/chat/completions").is_none());
+    }
+
+    #[test]
+    fn model_ids_are_percent_decoded() {
+        assert_eq!(
+            decode_model_id("arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Aapplication-inference-profile%2Fabc")
+                .unwrap(),
+            "arn:aws:bedrock:us-east-1:1:application-inference-profile/abc"
+        );
+        assert_eq!(decode_model_id("").unwrap_err().code, "ValidationException");
+        assert_eq!(decode_model_id("%FF").unwrap_err().code, "ValidationException");
+    }
+}

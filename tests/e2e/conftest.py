@@ -1,0 +1,420 @@
+"""Fixtures for the end-to-end suite: real binaries, real OpenAI SDK.
+
+* ``sim``: ``bedrock-sim`` on a free loopback port (one per session).
+* ``gateway``: ``bedrock-gateway-proxy`` on the quick-start manifests (endpoints
+  rewritten to the sim) plus test-only keys/accounts (one per session);
+  ``start_gateway`` starts extra ones on their own manifests folder.
+* ``client`` / ``client_for`` / ``async_client_for`` / ``http``: clients whose
+  transport validates every proxy response against the OpenAI spec.
+
+After every test (``pytest_runtest_call`` wrapper) the response violations are
+collected and every request the sim recorded is fetched, cleared and checked
+against the AWS model and botocore's SigV4; any problem fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from contracts import (  # noqa: E402
+    AsyncValidatingTransport,
+    ResponseLog,
+    ValidatingTransport,
+    check_sim_requests,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "examples" / "quickstart"
+QUICKSTART_SIM_URL = "http://127.0.0.1:9090"
+
+QUICKSTART_KEY = "sk-bgw-quickstart"
+NOBODY_KEY = "sk-bgw-nobody"
+NOVA_ONLY_KEY = "sk-bgw-nova-only"
+
+READY_TIMEOUT = 30.0
+
+
+def bin_dir() -> Path:
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or "target")
+    if not target.is_absolute():
+        target = REPO / target
+    return target / "debug"
+
+
+def binary(name: str) -> Path:
+    path = bin_dir() / name
+    if not path.is_file():
+        pytest.fail(
+            f"{path} not found: build it first (cargo build --bin {name}); scripts/test does this",
+            pytrace=False,
+        )
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------ processes
+class Proc:
+    """A child process whose stdout/stderr go to files (so pipes never fill)."""
+
+    def __init__(self, name: str, argv: list[str], logdir: Path):
+        self.name, self.argv = name, argv
+        self.out_path = logdir / f"{name}.stdout"
+        self.err_path = logdir / f"{name}.stderr"
+        env = dict(os.environ)
+        env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("RUST_LOG", "info")
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.p = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
+
+    def stdout(self) -> str:
+        return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
+
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace") if self.err_path.exists() else ""
+
+    def diagnostics(self, tail: int = 6000) -> str:
+        code = self.p.poll()
+        state = "still running" if code is None else f"exited with code {code}"
+        return (
+            f"--- {self.name} ({' '.join(self.argv)}) {state}\n"
+            f"--- stdout (last {tail} chars):\n{self.stdout()[-tail:]}\n"
+            f"--- stderr (last {tail} chars):\n{self.stderr()[-tail:]}"
+        )
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(timeout=5)
+
+
+@dataclass
+class Sim:
+    proc: Proc
+    url: str
+    _http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10))
+
+    def requests(self) -> list[dict[str, Any]]:
+        r = self._http.get(f"{self.url}/_sim/requests")
+        r.raise_for_status()
+        return [x for x in r.json() if not x.get("path", "").startswith("/_sim/")]
+
+    def clear(self) -> None:
+        self._http.delete(f"{self.url}/_sim/requests").raise_for_status()
+
+    def drain(self) -> list[dict[str, Any]]:
+        recs = self.requests()
+        self.clear()
+        return recs
+
+
+@dataclass
+class Gateway:
+    proc: Proc
+    url: str
+    manifests: Path
+
+
+def start_sim(logdir: Path) -> Sim:
+    port = free_port()
+    proc = Proc("bedrock-sim", [str(binary("bedrock-sim")), "--listen", f"127.0.0.1:{port}"], logdir)
+    deadline = time.monotonic() + READY_TIMEOUT
+    marker = "bedrock-sim listening on "
+    while time.monotonic() < deadline:
+        for line in proc.stdout().splitlines():
+            if marker in line:
+                url = line.split(marker, 1)[1].strip().rstrip("/")
+                sim = Sim(proc, url)
+                try:
+                    sim._http.get(f"{url}/_sim/health").raise_for_status()
+                except httpx.HTTPError as e:
+                    proc.stop()
+                    pytest.fail(f"bedrock-sim printed it is ready but /_sim/health failed: {e}\n{proc.diagnostics()}")
+                return sim
+        if proc.p.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.stop()
+    pytest.fail(
+        f"bedrock-sim did not print {marker!r} within {READY_TIMEOUT:.0f}s\n{proc.diagnostics()}", pytrace=False
+    )
+
+
+def start_gateway_proc(
+    manifests: Path, logdir: Path, name: str = "bedrock-gateway-proxy", extra_args: list[str] | None = None
+) -> Gateway:
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    argv = [str(binary("bedrock-gateway-proxy")), "--manifests", str(manifests), "--listen", addr]
+    proc = Proc(name, argv + list(extra_args or []), logdir)
+    url = f"http://{addr}"
+    deadline = time.monotonic() + READY_TIMEOUT
+    last = "no answer yet"
+    with httpx.Client(timeout=2) as http:
+        while time.monotonic() < deadline:
+            if proc.p.poll() is not None:
+                break
+            try:
+                r = http.get(f"{url}/readyz")
+                if r.status_code == 200:
+                    return Gateway(proc, url, manifests)
+                last = f"HTTP {r.status_code}: {r.text[:200]}"
+            except httpx.HTTPError as e:
+                last = repr(e)
+            time.sleep(0.1)
+    why = (
+        f"exited (code {proc.p.poll()}) before GET {url}/readyz answered 200"
+        if proc.p.poll() is not None
+        else f"GET {url}/readyz was not 200 within {READY_TIMEOUT:.0f}s (last: {last})"
+    )
+    proc.stop()
+    pytest.fail(f"bedrock-gateway-proxy {why}\n{proc.diagnostics()}", pytrace=False)
+
+
+# ------------------------------------------------------------------ manifests
+def extra_manifests(sim_url: str) -> dict[str, str]:
+    """Test-only manifests added beside the quick-start ones."""
+    return {
+        "test-keys.yaml": f"""\
+# A caller no policy names: sees no model, may call none.
+apiVersion: v1
+kind: Secret
+metadata:
+  name: nobody-key
+  namespace: ai-gateway
+type: bedrockgateway.io/api-key
+stringData:
+  key: {NOBODY_KEY}
+  user: nobody@example.com
+---
+# A caller granted exactly one model.
+apiVersion: v1
+kind: Secret
+metadata:
+  name: nova-only-key
+  namespace: ai-gateway
+type: bedrockgateway.io/api-key
+stringData:
+  key: {NOVA_ONLY_KEY}
+  user: nova@example.com
+  teams: nova-team
+---
+apiVersion: bedrockgateway.io/v1alpha1
+kind: AccessPolicy
+metadata:
+  name: nova-only
+  namespace: ai-gateway
+spec:
+  subjects:
+    - user: nova@example.com
+  models: ["demo/nova-lite"]
+""",
+        "test-other-account.yaml": f"""\
+# A second account whose only model no policy grants.
+apiVersion: bedrockgateway.io/v1alpha1
+kind: BedrockAccount
+metadata:
+  name: other
+  namespace: ai-gateway
+spec:
+  defaultRegion: eu-west-1
+  auth:
+    accessKey:
+      secretRef: {{name: aws-keys}}
+  endpoints:
+    runtime: "{sim_url}"
+    control: "{sim_url}"
+---
+apiVersion: bedrockgateway.io/v1alpha1
+kind: BedrockModel
+metadata:
+  name: secret-model
+  namespace: ai-gateway
+spec:
+  accountRef: other
+  modelId: anthropic.claude-3-haiku-20240307-v1:0
+""",
+    }
+
+
+def write_manifests(dest: Path, sim_url: str) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    sources = sorted(QUICKSTART.glob("*.yaml"))
+    if not sources:
+        pytest.fail(f"no quick-start manifests in {QUICKSTART}", pytrace=False)
+    for src in sources:
+        text = src.read_text()
+        if QUICKSTART_SIM_URL in text:
+            text = text.replace(QUICKSTART_SIM_URL, sim_url)
+        (dest / src.name).write_text(text)
+    joined = "".join(p.read_text() for p in dest.glob("*.yaml"))
+    if QUICKSTART_SIM_URL in joined or sim_url not in joined:
+        pytest.fail(f"could not point the quick-start endpoints at the sim ({sim_url})", pytrace=False)
+    for name, text in extra_manifests(sim_url).items():
+        (dest / name).write_text(text)
+    return dest
+
+
+# ------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def logdir() -> Path:
+    d = Path(tempfile.mkdtemp(prefix="bgw-e2e-"))
+    yield d
+    if os.environ.get("BGW_E2E_KEEP_LOGS"):
+        print(f"\ne2e process logs kept in {d}")
+    else:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sim(logdir: Path) -> Sim:
+    s = start_sim(logdir)
+    yield s
+    s.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(sim: Sim, logdir: Path) -> Gateway:
+    manifests = write_manifests(logdir / "manifests", sim.url)
+    gw = start_gateway_proc(manifests, logdir)
+    yield gw
+    gw.proc.stop()
+
+
+@pytest.fixture
+def start_gateway(sim: Sim, logdir: Path, tmp_path: Path) -> Callable[[], Gateway]:
+    """Start a private gateway on its own copy of the manifests (for tests that edit them)."""
+    started: list[Gateway] = []
+
+    def start() -> Gateway:
+        manifests = write_manifests(tmp_path / f"manifests-{len(started)}", sim.url)
+        gw = start_gateway_proc(manifests, logdir, name=f"bedrock-gateway-proxy-private-{len(started)}")
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.proc.stop()
+
+
+# One log per test; the transports below write into it.
+RESPONSE_LOG = ResponseLog()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_response_log():
+    RESPONSE_LOG.take()
+    yield
+
+
+def _sync_http_client(**kw: Any) -> httpx.Client:
+    return httpx.Client(transport=ValidatingTransport(RESPONSE_LOG), timeout=httpx.Timeout(30.0), **kw)
+
+
+@pytest.fixture
+def http(gateway: Gateway) -> httpx.Client:
+    """Raw HTTP to the gateway; responses are contract-checked like the SDK's."""
+    with _sync_http_client(base_url=gateway.url) as c:
+        yield c
+
+
+@pytest.fixture
+def client_for(gateway: Gateway):
+    """client_for(key, gateway=None) -> openai.OpenAI bound to the gateway, no retries."""
+    import openai
+
+    made: list[Any] = []
+
+    def make(api_key: str = QUICKSTART_KEY, gw: Gateway | None = None) -> "openai.OpenAI":
+        c = openai.OpenAI(
+            base_url=f"{(gw or gateway).url}/v1",
+            api_key=api_key,
+            max_retries=0,
+            timeout=30.0,
+            http_client=_sync_http_client(),
+        )
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.fixture
+def client(client_for):
+    return client_for(QUICKSTART_KEY)
+
+
+@pytest.fixture
+def async_client_for(gateway: Gateway):
+    """async_client_for(key) -> openai.AsyncOpenAI; create it inside the coroutine that uses it."""
+    import openai
+
+    def make(api_key: str = QUICKSTART_KEY, gw: Gateway | None = None) -> "openai.AsyncOpenAI":
+        return openai.AsyncOpenAI(
+            base_url=f"{(gw or gateway).url}/v1",
+            api_key=api_key,
+            max_retries=0,
+            timeout=30.0,
+            http_client=httpx.AsyncClient(transport=AsyncValidatingTransport(RESPONSE_LOG), timeout=30.0),
+        )
+
+    return make
+
+
+# ----------------------------------------------------- contract enforcement
+def _sim_of(item: pytest.Item) -> Sim | None:
+    # funcargs holds every fixture of the test's closure, so "sim" is there
+    # whenever the test used the gateway (which depends on it).
+    return getattr(item, "funcargs", {}).get("sim")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Fail any test whose traffic broke the OpenAI or AWS contracts."""
+    failed = False
+    try:
+        return (yield)
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        problems = [f"[OpenAI response] {v}" for v in RESPONSE_LOG.take()]
+        s = _sim_of(item)
+        if s is not None:
+            try:
+                records = s.drain()
+            except httpx.HTTPError as e:
+                problems.append(f"[bedrock-sim] could not fetch recorded requests: {e!r}")
+            else:
+                problems.extend(f"[Bedrock request] {p}" for p in check_sim_requests(records))
+        if problems:
+            text = "contract violations:\n  " + "\n  ".join(problems)
+            if failed:
+                item.add_report_section("call", "contracts", text)
+            else:
+                pytest.fail(text, pytrace=False)
