@@ -189,26 +189,8 @@ pub struct Model {
     pub cost: Option<Cost>,
 }
 
-/// Private prices of a model, overriding the built-in table (USD).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Cost {
-    /// USD per million input tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_per_million_tokens: Option<f64>,
-    /// USD per million output tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_per_million_tokens: Option<f64>,
-    /// USD per million cache-read tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_read_per_million_tokens: Option<f64>,
-    /// USD per million cache-write tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_write_per_million_tokens: Option<f64>,
-    /// USD per generated image.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub per_image: Option<f64>,
-}
+/// Private prices of a model, overriding the built-in table (USD): the CRD's shape as is.
+pub type Cost = crate::crd::model::CostSpec;
 
 /// Who may call what.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -242,20 +224,8 @@ pub enum SubjectRef {
     },
 }
 
-/// Per-subject usage limits.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Limits {
-    /// Requests per minute.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requests_per_minute: Option<u64>,
-    /// Tokens per minute.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tokens_per_minute: Option<u64>,
-    /// USD per day.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub budget_usd_per_day: Option<f64>,
-}
+/// Per-subject usage limits: the CRD's shape as is.
+pub type Limits = crate::crd::policy::LimitsSpec;
 
 /// Secret material: account keys and caller-key hashes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

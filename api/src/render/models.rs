@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use super::model_id::{infer_kind, validate_model_id};
 use super::{describe, name, namespace};
 use crate::config::{self, ModelKind};
-use crate::crd::model::{BedrockModelKind, CostSpec};
+use crate::crd::model::BedrockModelKind;
 use crate::crd::{BedrockAccount, BedrockModel};
 use crate::problems::{Problem, Problems};
 
@@ -80,20 +80,9 @@ pub(super) fn render(
                 model_id: spec.model_id.clone(),
                 region,
                 kind,
-                cost: spec.cost.as_ref().map(cost),
+                cost: spec.cost.clone(),
             },
         );
     }
     out
-}
-
-/// Private prices, field by field.
-fn cost(spec: &CostSpec) -> config::Cost {
-    config::Cost {
-        input_per_million_tokens: spec.input_per_million_tokens,
-        output_per_million_tokens: spec.output_per_million_tokens,
-        cache_read_per_million_tokens: spec.cache_read_per_million_tokens,
-        cache_write_per_million_tokens: spec.cache_write_per_million_tokens,
-        per_image: spec.per_image,
-    }
 }

@@ -3,7 +3,7 @@
 use super::{describe, name, namespace};
 use crate::config::{self, SubjectRef};
 use crate::crd::AccessPolicy;
-use crate::crd::policy::{LimitsSpec, Subject};
+use crate::crd::policy::Subject;
 use crate::problems::{Problem, Problems};
 
 /// Policies in the order of `policies` (already sorted by namespace and name).
@@ -38,7 +38,7 @@ pub(super) fn render(policies: &[&AccessPolicy], problems: &mut Problems) -> Vec
             name: format!("{}/{}", namespace(&policy.metadata), name(&policy.metadata)),
             subjects,
             models: spec.models.clone(),
-            limits: spec.limits.as_ref().map(limits),
+            limits: spec.limits.clone(),
         });
     }
     out
@@ -61,14 +61,5 @@ fn subject_ref(subject: &Subject, object: &str, index: usize, problems: &mut Pro
             ));
             None
         }
-    }
-}
-
-/// Limits, field by field.
-fn limits(spec: &LimitsSpec) -> config::Limits {
-    config::Limits {
-        requests_per_minute: spec.requests_per_minute,
-        tokens_per_minute: spec.tokens_per_minute,
-        budget_usd_per_day: spec.budget_usd_per_day,
     }
 }
