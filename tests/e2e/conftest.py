@@ -322,12 +322,20 @@ def start_gateway(sim: Sim, logdir: Path, tmp_path: Path) -> Callable[[], Gatewa
 
 # One log per test; the transports below write into it.
 RESPONSE_LOG = ResponseLog()
+# Totals for the closing report, so a run shows the checks really happened.
+CHECKED = {"responses": 0, "bedrock_requests": 0}
 
 
 @pytest.fixture(autouse=True)
 def _fresh_response_log():
     RESPONSE_LOG.take()
     yield
+    # Responses closed only when the test's clients were torn down are checked here.
+    late = RESPONSE_LOG.take()
+    CHECKED["responses"] += RESPONSE_LOG.checked
+    RESPONSE_LOG.checked = 0
+    if late:
+        pytest.fail("contract violations (responses closed at teardown):\n  " + "\n  ".join(late), pytrace=False)
 
 
 def _sync_http_client(**kw: Any) -> httpx.Client:
@@ -403,7 +411,12 @@ def pytest_runtest_call(item: pytest.Item):
         failed = True
         raise
     finally:
+        CHECKED["responses"] += RESPONSE_LOG.checked
+        RESPONSE_LOG.checked = 0
         problems = [f"[OpenAI response] {v}" for v in RESPONSE_LOG.take()]
+        gw = getattr(item, "funcargs", {}).get("gateway")
+        if gw is not None and gw.proc.p.poll() is not None:
+            problems.append(f"[gateway] the proxy process died during this test\n{gw.proc.diagnostics()}")
         s = _sim_of(item)
         if s is not None:
             try:
@@ -411,6 +424,7 @@ def pytest_runtest_call(item: pytest.Item):
             except httpx.HTTPError as e:
                 problems.append(f"[bedrock-sim] could not fetch recorded requests: {e!r}")
             else:
+                CHECKED["bedrock_requests"] += len(records)
                 problems.extend(f"[Bedrock request] {p}" for p in check_sim_requests(records))
         if problems:
             text = "contract violations:\n  " + "\n  ".join(problems)
@@ -418,3 +432,10 @@ def pytest_runtest_call(item: pytest.Item):
                 item.add_report_section("call", "contracts", text)
             else:
                 pytest.fail(text, pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(
+        f"contract checks: {CHECKED['responses']} proxy responses validated against the OpenAI spec, "
+        f"{CHECKED['bedrock_requests']} Bedrock requests against the AWS model and botocore SigV4"
+    )

@@ -212,7 +212,7 @@ class ResponseLog:
                 complete_part = body[: body.rfind(b"\n\n") + 2] if b"\n\n" in body else b""
                 errs = contract.check_sse(complete_part, f"{method} {path} -> {status} (partial)")
         with self.lock:
-            self.checked += 1
+            self.checked += schema is not None
             self.violations.extend(errs)
 
     def take(self) -> list[str]:

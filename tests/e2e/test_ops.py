@@ -28,8 +28,11 @@ def test_metrics_count_requests(http, client):
         assert "# TYPE bedrock_gateway_requests_total counter" in r.text
         return metric_value(r.text, "bedrock_gateway_requests_total", model="demo/nova-lite", status="200")
 
-    before = counter()
+    # a labelled counter shows up once it has a sample
     client.chat.completions.create(model="demo/nova-lite", messages=[{"role": "user", "content": "count me"}])
+    before = counter()
+    assert before >= 1
+    client.chat.completions.create(model="demo/nova-lite", messages=[{"role": "user", "content": "count me too"}])
     assert counter() == before + 1
 
     before_404 = metric_value(http.get("/metrics").text, "bedrock_gateway_requests_total", status="404")
