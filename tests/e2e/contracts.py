@@ -31,11 +31,11 @@ import yaml
 from awsmodel import AwsModel
 from sigv4check import check_sigv4, header_values
 
-# The shared/ folder sits beside the repository (in CI too); BGW_SHARED_DIR overrides.
-SHARED_REFERENCE = Path(os.environ.get("BGW_SHARED_DIR") or Path(__file__).resolve().parents[3] / "shared") / "reference"
-OPENAPI_PATH = SHARED_REFERENCE / "openai-openapi.yaml"
-RUNTIME_MODEL_PATH = SHARED_REFERENCE / "aws-models" / "bedrock-runtime-2023-09-30-service-2.json"
-CONTROL_MODEL_PATH = SHARED_REFERENCE / "aws-models" / "bedrock-2023-04-20-service-2.json"
+# The contracts are vendored in reference/ so a clone is self-contained; BGW_REFERENCE_DIR overrides.
+REFERENCE = Path(os.environ.get("BGW_REFERENCE_DIR") or Path(__file__).resolve().parents[2] / "reference")
+OPENAPI_PATH = REFERENCE / "openai-openapi.yaml"
+RUNTIME_MODEL_PATH = REFERENCE / "aws-models" / "bedrock-runtime-2023-09-30-service-2.json"
+CONTROL_MODEL_PATH = REFERENCE / "aws-models" / "bedrock-2023-04-20-service-2.json"
 OPENAPI_URI = "urn:openai:openapi"
 
 SIM_ACCESS_KEY_ID = "AKIASIMULATOR0000001"
