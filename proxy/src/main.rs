@@ -34,6 +34,9 @@ struct Cli {
     /// Seconds open requests may take to finish after SIGTERM.
     #[arg(long, default_value_t = 30)]
     shutdown_grace_seconds: u64,
+    /// Serve the web playground at /playground (`--playground false` turns it off).
+    #[arg(long, env = "BGW_PLAYGROUND", default_value_t = true, action = clap::ArgAction::Set)]
+    playground: bool,
     /// Log format.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -88,7 +91,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, "bedrock-gateway-proxy listening");
     println!("bedrock-gateway-proxy listening on http://{addr}");
-    let app = Arc::new(App::new(store, metrics, cli.max_body_bytes));
+    let mut app = App::new(store, metrics, cli.max_body_bytes);
+    app.playground = cli.playground;
+    let app = Arc::new(app);
     serve(listener, app, shutdown_signal(), Duration::from_secs(cli.shutdown_grace_seconds)).await;
     drop(sim);
     Ok(())

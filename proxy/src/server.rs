@@ -34,12 +34,21 @@ pub struct App {
     pub max_body_bytes: usize,
     /// Set on shutdown: `/readyz` answers 503 so load balancers stop sending traffic.
     pub draining: AtomicBool,
+    /// Whether `GET /playground` serves the built-in web page.
+    pub playground: bool,
 }
 
 impl App {
     /// State with a fresh upstream client and the given config store and metrics.
     pub fn new(config: Arc<ConfigStore>, metrics: Metrics, max_body_bytes: usize) -> Self {
-        App { config, upstream: Upstream::new(), metrics, max_body_bytes, draining: AtomicBool::new(false) }
+        App {
+            config,
+            upstream: Upstream::new(),
+            metrics,
+            max_body_bytes,
+            draining: AtomicBool::new(false),
+            playground: true,
+        }
     }
 
     /// Answers one request; every outcome is a response, never an error.
@@ -51,6 +60,9 @@ impl App {
             (&Method::GET, "/readyz") => Ok(endpoints::ops::readyz(&self)),
             (&Method::GET, "/metrics") => Ok(endpoints::ops::metrics(&self)),
             (&Method::GET, "/v1/models") => endpoints::models::list(&self, &req),
+            (&Method::GET, p) if self.playground && p.starts_with("/playground") => {
+                endpoints::playground::asset(p)
+            }
             (&Method::POST, "/v1/chat/completions") => {
                 endpoints::chat::completions(&self, req, started).await
             }

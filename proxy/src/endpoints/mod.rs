@@ -3,6 +3,7 @@
 pub mod chat;
 pub mod models;
 pub mod ops;
+pub mod playground;
 
 use std::sync::Arc;
 

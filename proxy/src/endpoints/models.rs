@@ -4,6 +4,8 @@ use http::{Request, Response, StatusCode};
 use serde::Serialize;
 
 use super::{json_response, snapshot};
+use api::config::ModelKind;
+
 use crate::auth::authenticate;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
@@ -21,6 +23,8 @@ struct ModelEntry<'a> {
     object: &'static str,
     created: u64,
     owned_by: &'a str,
+    /// Gateway extension: `chat`, `embedding` or `image`, so clients (the playground) pick the API.
+    kind: ModelKind,
 }
 
 /// Lists the models the caller's policies grant, sorted by served name.
@@ -35,6 +39,7 @@ pub fn list<B>(app: &App, req: &Request<B>) -> Result<Response<ResponseBody>, Ap
             object: "model",
             created: 0,
             owned_by: &r.model.account,
+            kind: r.model.kind,
         })
         .collect();
     let body = serde_json::to_vec(&ModelList { object: "list", data }).expect("model list serializes");
