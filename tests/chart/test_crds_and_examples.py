@@ -3,14 +3,26 @@ fits their schemas; every example renders with `bedrock-gateway-operator render 
 
 from __future__ import annotations
 
+import base64
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from chartlib import CHART, CRDS, EXAMPLES, ROOT, crd_errors, example_documents, render, run, tool, validate_builtin, \
-    VALUE_SETS
+from chartlib import (
+    CHART,
+    CRDS,
+    EXAMPLES,
+    VALUE_SETS,
+    crd_errors,
+    example_documents,
+    render,
+    run,
+    tool,
+    validate_builtin,
+)
 
 GROUP = "bedrockgateway.io"
 # Kinds of other projects that examples use; their CRDs are not available offline.
@@ -27,6 +39,11 @@ def test_chart_crds_are_identical_copies_of_the_generated_ones():
             f"charts/bedrock-gateway/crds/{name} drifted from crds/{name}: "
             "run `cp crds/*.yaml charts/bedrock-gateway/crds/`"
         )
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CRDS.glob("*.yaml")))
+def test_crds_are_valid_custom_resource_definitions(name):
+    validate_builtin(yaml.safe_load((CHART / "crds" / name).read_text()))
 
 
 def test_crds_are_what_crdgen_prints_today(tmp_path):
@@ -155,15 +172,13 @@ def test_batch_roles_match_the_account():
 
 
 def test_sidecar_secret_holds_the_rendered_config(tmp_path):
-    env = {"OPERATOR": tool("operator"), "KUBECTL": tool("kubectl"), "PYTHON": str(ROOT / ".venv/bin/python"),
+    env = {"OPERATOR": tool("operator"), "KUBECTL": tool("kubectl"), "PYTHON": sys.executable,
            "PATH": "/usr/bin:/bin"}
     proc = run(["examples/sidecar/render-secret.sh", "examples/sidecar/manifests", "apps", "chatbot-gateway"], env=env)
     assert proc.returncode == 0, proc.stderr
     secret = yaml.safe_load(proc.stdout)
     validate_builtin(secret)
     assert (secret["metadata"]["name"], secret["metadata"]["namespace"]) == ("chatbot-gateway", "apps")
-    import base64
-
     config = json.loads(base64.b64decode(secret["data"]["config.json"]))
     credentials = json.loads(base64.b64decode(secret["data"]["credentials.json"]))
     assert config["version"] == 1
@@ -185,7 +200,7 @@ def test_sidecar_secret_holds_the_rendered_config(tmp_path):
 def test_sidecar_render_fails_without_writing_a_secret(tmp_path):
     (tmp_path / "bad.yaml").write_text("apiVersion: bedrockgateway.io/v1alpha1\nkind: BedrockAccount\n"
                                        "metadata: {name: a}\nspec: {defaultRegion: us-east-1, auth: {}}\n")
-    env = {"OPERATOR": tool("operator"), "KUBECTL": tool("kubectl"), "PYTHON": str(ROOT / ".venv/bin/python"),
+    env = {"OPERATOR": tool("operator"), "KUBECTL": tool("kubectl"), "PYTHON": sys.executable,
            "PATH": "/usr/bin:/bin"}
     proc = run(["examples/sidecar/render-secret.sh", str(tmp_path), "apps", "x"], env=env)
     assert proc.returncode != 0

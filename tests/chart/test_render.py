@@ -259,3 +259,12 @@ def test_notes_tell_how_to_call_the_gateway():
     assert f"kubectl -n {NAMESPACE} port-forward svc/{PROXY} 8080:80" in notes
     assert "/v1/chat/completions" in notes
     assert "arn:aws:iam::123456789012:role/bedrock-gateway" in notes
+
+
+def test_kubernetes_older_than_1_30_is_refused():
+    # preStop sleep and native sidecars need 1.30; Chart.yaml says so and helm enforces it.
+    ok = run([tool("helm"), "template", RELEASE, str(CHART), "--kube-version", "1.30.0"])
+    assert ok.returncode == 0, ok.stderr
+    old = run([tool("helm"), "template", RELEASE, str(CHART), "--kube-version", "1.29.9"])
+    assert old.returncode != 0
+    assert "chart requires kubeVersion: >=1.30.0-0" in old.stderr
