@@ -268,3 +268,19 @@ def test_kubernetes_older_than_1_30_is_refused():
     old = run([tool("helm"), "template", RELEASE, str(CHART), "--kube-version", "1.29.9"])
     assert old.returncode != 0
     assert "chart requires kubeVersion: >=1.30.0-0" in old.stderr
+
+
+def test_every_name_the_binaries_share_follows_the_release_name():
+    proc = run([tool("helm"), "template", "team-a", str(CHART), "--namespace", "gw"])
+    assert proc.returncode == 0, proc.stderr
+    docs = tuple(d for d in yaml.safe_load_all(proc.stdout) if d)
+    prefix = "team-a-bedrock-gateway"
+    operator_args = _args(one(docs, "Deployment", f"{prefix}-operator"))
+    assert _flag(operator_args, "--release") == prefix
+    proxy_args = _args(one(docs, "Deployment", f"{prefix}-proxy"))
+    assert (_flag(proxy_args, "--kube-configmap"), _flag(proxy_args, "--kube-secret")) == (
+        f"{prefix}-config", f"{prefix}-credentials")
+    names = {n for d in find(docs, "Role") + find(docs, "ClusterRole") for r in d["rules"]
+             for n in r.get("resourceNames", [])}
+    assert names == {f"{prefix}-config", f"{prefix}-credentials", f"{prefix}-operator", f"{prefix}-model-manager"}
+    assert one(docs, "ClusterRole", f"{prefix}-model-manager")
