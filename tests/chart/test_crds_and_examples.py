@@ -152,12 +152,18 @@ def test_assume_role_policies_name_each_other():
     assert gateway["Resource"] == account["spec"]["auth"]["assumeRole"]["roleArn"]
 
 
-def test_irsa_trust_policy_names_the_charts_proxy_service_account():
+def test_irsa_trust_policy_names_the_charts_service_accounts_of_that_role():
     docs = render("irsa")
-    sa = next(d for d in docs if d["kind"] == "ServiceAccount" and d["metadata"]["name"].endswith("-proxy"))
-    trust = json.loads((EXAMPLES / "irsa/iam/trust-policy.json").read_text())["Statement"][0]
-    subjects = [v for k, v in trust["Condition"]["StringEquals"].items() if k.endswith(":sub")]
-    assert subjects == [f"system:serviceaccount:{sa['metadata']['namespace']}:{sa['metadata']['name']}"]
+    role = json.loads((EXAMPLES / "irsa/iam/trust-policy.json").read_text())["Statement"][0]
+    subjects = [v for k, v in role["Condition"]["StringEquals"].items() if k.endswith(":sub")]
+    annotated = sorted(
+        f"system:serviceaccount:{sa['metadata']['namespace']}:{sa['metadata']['name']}"
+        for sa in docs
+        if sa["kind"] == "ServiceAccount"
+        and sa["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn", "").endswith("role/bedrock-gateway")
+    )
+    assert len(annotated) == 2
+    assert [sorted(subjects[0])] == [annotated]
 
 
 def test_batch_roles_match_the_account():

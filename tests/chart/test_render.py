@@ -85,7 +85,7 @@ def test_operator_runs_with_the_contract_flags():
     assert _flag(args, "--watch-namespaces") == NAMESPACE
     assert "--all-namespaces" not in args
     assert _flag(args, "--metrics-listen") == "0.0.0.0:9090"
-    assert "--leader-election" in args
+    assert "--leader-election" in args and "--no-leader-election" not in args
     assert deploy["spec"]["replicas"] == 2
     env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
@@ -101,7 +101,8 @@ def test_operator_watches_what_the_values_name():
 
 def test_one_operator_without_leader_election_is_allowed_two_are_not():
     minimal = one(render("minimal"), "Deployment", OPERATOR)
-    assert minimal["spec"]["replicas"] == 1 and "--leader-election" not in _args(minimal)
+    assert minimal["spec"]["replicas"] == 1
+    assert "--no-leader-election" in _args(minimal) and "--leader-election" not in _args(minimal)
     proc = run([tool("helm"), "template", RELEASE, str(CHART), "--set", "operator.leaderElection=false"])
     assert proc.returncode != 0
     assert "operator.replicas > 1 needs operator.leaderElection" in proc.stderr
@@ -148,16 +149,21 @@ def test_services_expose_the_api_and_keep_metrics_internal():
         assert [p["name"] for p in svc["spec"]["ports"]] == ["metrics"]
 
 
-def test_irsa_role_annotates_only_the_proxy_service_account():
+def test_irsa_role_annotates_the_service_accounts_that_call_aws():
+    role = {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/bedrock-gateway"}
     docs = render("irsa")
-    proxy_sa = one(docs, "ServiceAccount", PROXY)
-    assert proxy_sa["metadata"]["annotations"] == {
-        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/bedrock-gateway"
-    }
-    assert "annotations" not in one(docs, "ServiceAccount", OPERATOR)["metadata"]
-    assert "annotations" not in one(render("defaults"), "ServiceAccount", PROXY)["metadata"]
-    env = one(docs, "Deployment", PROXY)["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert {"name": "AWS_REGION", "value": "us-east-1"} in env
+    for name in (PROXY, OPERATOR):
+        assert one(docs, "ServiceAccount", name)["metadata"]["annotations"] == role
+        env = one(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]["env"]
+        assert {"name": "AWS_REGION", "value": "us-east-1"} in env
+    defaults = render("defaults")
+    for name in (PROXY, OPERATOR):
+        assert "annotations" not in one(defaults, "ServiceAccount", name)["metadata"]
+    # Each component's role is its own value: a proxy-only role leaves the operator alone.
+    proc = run([tool("helm"), "template", RELEASE, str(CHART), "--set", "proxy.aws.irsaRoleArn=" + role[
+        "eks.amazonaws.com/role-arn"], "--show-only", "templates/operator-serviceaccount.yaml"])
+    assert proc.returncode == 0, proc.stderr
+    assert "annotations" not in yaml.safe_load(proc.stdout)["metadata"]
 
 
 def test_hpa_replaces_the_replica_count():
