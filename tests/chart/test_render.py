@@ -290,3 +290,20 @@ def test_every_name_the_binaries_share_follows_the_release_name():
              for n in r.get("resourceNames", [])}
     assert names == {f"{prefix}-config", f"{prefix}-credentials", f"{prefix}-operator", f"{prefix}-model-manager"}
     assert one(docs, "ClusterRole", f"{prefix}-model-manager")
+
+
+def test_an_existing_service_account_must_be_named_and_is_bound():
+    proc = run([tool("helm"), "template", RELEASE, str(CHART), "--set", "operator.serviceAccount.create=false"])
+    assert proc.returncode != 0
+    assert "operator.serviceAccount.name is required when operator.serviceAccount.create is false" in proc.stderr
+    proc = run([tool("helm"), "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
+                "--set", "proxy.serviceAccount.create=false", "--set", "proxy.serviceAccount.name=platform-proxy"])
+    assert proc.returncode == 0, proc.stderr
+    docs = tuple(d for d in yaml.safe_load_all(proc.stdout) if d)
+    assert not find(docs, "ServiceAccount", PROXY)
+    assert one(docs, "Deployment", PROXY)["spec"]["template"]["spec"]["serviceAccountName"] == "platform-proxy"
+    bound = [b for b in find(docs, "RoleBinding") + find(docs, "ClusterRoleBinding")
+             if b["metadata"]["labels"]["app.kubernetes.io/component"] == "proxy"]
+    assert len(bound) == 2
+    assert all(b["subjects"] == [{"kind": "ServiceAccount", "name": "platform-proxy", "namespace": NAMESPACE}]
+               for b in bound)
