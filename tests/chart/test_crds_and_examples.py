@@ -169,15 +169,17 @@ def test_irsa_trust_policy_names_the_charts_service_accounts_of_that_role():
 def test_batch_roles_match_the_account():
     account = next(d for p, _, d in EXAMPLE_DOCS if d["kind"] == "BedrockAccount" and "batch" in p.parts)
     batch = account["spec"]["batch"]
-    passrole = json.loads((EXAMPLES / "batch/iam/gateway-batch-policy.json").read_text())
-    assert {"Sid": "HandTheServiceRoleToBedrock"}.items() <= next(
-        s for s in passrole["Statement"] if s["Action"] == "iam:PassRole").items()
-    assert next(s for s in passrole["Statement"] if s["Action"] == "iam:PassRole")["Resource"] == batch["roleArn"]
+    gateway = json.loads((EXAMPLES / "batch/iam/gateway-batch-policy.json").read_text())["Statement"]
+    passrole = next(s for s in gateway if s["Action"] == "iam:PassRole")
+    assert passrole["Resource"] == batch["roleArn"]
+    assert passrole["Condition"] == {"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}}
+    files = next(s for s in gateway if s["Sid"] == "Files")
+    assert files["Resource"] == f"arn:aws:s3:::{batch['bucket']}/{batch['prefix']}*"
     service = json.loads((EXAMPLES / "batch/iam/batch-service-role-permissions-policy.json").read_text())
     assert f"arn:aws:s3:::{batch['bucket']}/{batch['prefix']}*" in service["Statement"][0]["Resource"]
 
 
-def test_sidecar_secret_holds_the_rendered_config(tmp_path):
+def test_sidecar_secret_holds_the_rendered_config():
     env = {"OPERATOR": tool("operator"), "KUBECTL": tool("kubectl"), "PYTHON": sys.executable,
            "PATH": "/usr/bin:/bin"}
     proc = run(["examples/sidecar/render-secret.sh", "examples/sidecar/manifests", "apps", "chatbot-gateway"], env=env)
