@@ -221,8 +221,12 @@ def test_network_policies_open_only_the_named_ports():
     assert proxy["ingress"][0]["from"][1] == {"ipBlock": {"cidr": "10.0.0.0/8"}}
     assert [r["ports"][0]["port"] for r in policies[OPERATOR]["spec"]["ingress"]] == ["metrics"]
     for policy in policies.values():
-        egress_ports = {(p["port"], p["protocol"]) for rule in policy["spec"]["egress"] for p in rule["ports"]}
-        assert egress_ports == {(53, "UDP"), (53, "TCP"), (443, "TCP")}
+        egress = policy["spec"]["egress"]
+        anywhere = {(p["port"], p["protocol"]) for rule in egress if "to" not in rule for p in rule["ports"]}
+        assert anywhere == {(53, "UDP"), (53, "TCP"), (443, "TCP")}
+        agent = [rule for rule in egress if "to" in rule]
+        assert agent == [{"to": [{"ipBlock": {"cidr": "169.254.170.23/32"}}, {"ipBlock": {"cidr": "fd00:ec2::23/128"}}],
+                          "ports": [{"port": 80, "protocol": "TCP"}]}]
     assert not find(render("defaults"), "NetworkPolicy")
 
 
