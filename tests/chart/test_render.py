@@ -3,6 +3,8 @@ restricted pod security, and what each value set switches on."""
 
 from __future__ import annotations
 
+import tarfile
+
 import pytest
 import yaml
 
@@ -311,3 +313,14 @@ def test_an_existing_service_account_must_be_named_and_is_bound():
     assert len(bound) == 2
     assert all(b["subjects"] == [{"kind": "ServiceAccount", "name": "platform-proxy", "namespace": NAMESPACE}]
                for b in bound)
+
+
+def test_the_packaged_chart_carries_crds_schema_and_dashboard(tmp_path):
+    proc = run([tool("helm"), "package", str(CHART), "--destination", str(tmp_path)])
+    assert proc.returncode == 0, proc.stderr
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    with tarfile.open(tmp_path / f"bedrock-gateway-{chart['version']}.tgz") as archive:
+        names = set(archive.getnames())
+    for name in ("crds/bedrockaccounts.yaml", "crds/bedrockmodels.yaml", "crds/accesspolicies.yaml",
+                 "values.schema.json", "dashboards/bedrock-gateway.json", "templates/NOTES.txt"):
+        assert f"bedrock-gateway/{name}" in names, name
