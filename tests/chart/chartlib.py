@@ -70,9 +70,11 @@ def helm_args(value_set: str) -> list[str]:
 
 
 @functools.cache
-def render(value_set: str) -> tuple[dict[str, Any], ...]:
-    """`helm template` of the chart with a value set: every non-empty document, parsed."""
-    proc = run([tool("helm"), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *helm_args(value_set)])
+def render(value_set: str, *extra: str) -> tuple[dict[str, Any], ...]:
+    """`helm template` of the chart with a value set (and extra helm flags): every non-empty document, parsed."""
+    proc = run(
+        [tool("helm"), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *helm_args(value_set), *extra]
+    )
     if proc.returncode != 0:
         raise AssertionError(f"helm template ({value_set}) failed:\n{proc.stderr}")
     return tuple(d for d in yaml.safe_load_all(proc.stdout) if d)

@@ -133,6 +133,12 @@ def test_proxy_follows_the_operators_config_map_and_secret():
     assert deploy["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
+def test_playground_is_on_by_default_and_can_be_switched_off():
+    assert _flag(_args(one(render("defaults"), "Deployment", PROXY)), "--playground") == "true"
+    docs = render("defaults", "--set", "proxy.playground.enabled=false")
+    assert _flag(_args(one(docs, "Deployment", PROXY)), "--playground") == "false"
+
+
 def one_mount(pod, path):
     mounts = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == path]
     assert len(mounts) == 1, pod["containers"][0]["volumeMounts"]
