@@ -19,6 +19,8 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     /// Tokens by model and type (`input`, `output`, `cache_read`, `cache_write`).
     pub tokens: IntCounterVec,
+    /// `cache_control` marks left out because the model does not cache there, by model.
+    pub cache_points_dropped: IntCounterVec,
     /// Config loads by result (`success`, `failure`).
     pub config_reloads: IntCounterVec,
     /// Generation of the config being served.
@@ -50,13 +52,24 @@ impl Metrics {
         )
         .expect("valid metric");
         let upstream_errors = IntCounterVec::new(
-            Opts::new("bedrock_gateway_upstream_errors_total", "Errors answered by Bedrock, by model and AWS error type."),
+            Opts::new(
+                "bedrock_gateway_upstream_errors_total",
+                "Errors answered by Bedrock, by model and AWS error type.",
+            ),
             &["model", "error_type"],
         )
         .expect("valid metric");
         let tokens = IntCounterVec::new(
             Opts::new("bedrock_gateway_tokens_total", "Tokens used, by model and type."),
             &["model", "type"],
+        )
+        .expect("valid metric");
+        let cache_points_dropped = IntCounterVec::new(
+            Opts::new(
+                "bedrock_gateway_cache_points_dropped_total",
+                "cache_control marks left out because the model does not cache there, by model.",
+            ),
+            &["model"],
         )
         .expect("valid metric");
         let config_reloads = IntCounterVec::new(
@@ -72,12 +85,22 @@ impl Metrics {
             Box::new(duration.clone()),
             Box::new(upstream_errors.clone()),
             Box::new(tokens.clone()),
+            Box::new(cache_points_dropped.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_generation.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
-        Metrics { registry, requests, duration, upstream_errors, tokens, config_reloads, config_generation }
+        Metrics {
+            registry,
+            requests,
+            duration,
+            upstream_errors,
+            tokens,
+            cache_points_dropped,
+            config_reloads,
+            config_generation,
+        }
     }
 
     /// The Prometheus text exposition of every family.

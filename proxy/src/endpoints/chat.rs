@@ -47,7 +47,10 @@ pub async fn completions(
     app.metrics.requests.with_label_values(&[ENDPOINT, &model_label, status.as_str()]).inc();
     // A stream records its duration when it ends; everything else ends here.
     if !matches!(&result, Ok(r) if matches!(r.body(), ResponseBody::Stream(_))) {
-        app.metrics.duration.with_label_values(&[ENDPOINT, &model_label]).observe(started.elapsed().as_secs_f64());
+        app.metrics
+            .duration
+            .with_label_values(&[ENDPOINT, &model_label])
+            .observe(started.elapsed().as_secs_f64());
     }
     result
 }
@@ -62,7 +65,8 @@ async fn complete(
     let (parts, body) = req.into_parts();
     let subject = authenticate(&parts.headers, &snapshot)?;
     let request = parse_chat_request(&read_body(app, body).await?)?;
-    let route = snapshot.routes.get(&request.model).ok_or_else(|| ApiError::model_not_found(&request.model))?;
+    let route =
+        snapshot.routes.get(&request.model).ok_or_else(|| ApiError::model_not_found(&request.model))?;
     model_label.clone_from(&route.model.served_name);
     if !snapshot.policies.allows(subject, &request.model) {
         return Err(ApiError::forbidden(format!("You do not have access to the model `{}`.", request.model))
@@ -77,8 +81,15 @@ async fn complete(
         ))
         .with_param("model"));
     }
-    let converse = converse_request(&request)?;
-    let body = serde_json::to_vec(&converse).expect("Converse request serializes");
+    let translation = converse_request(&request, &route.model.model_id)?;
+    if translation.dropped_cache_points > 0 {
+        app.metrics
+            .cache_points_dropped
+            .with_label_values(&[&route.model.served_name])
+            .inc_by(u64::from(translation.dropped_cache_points));
+    }
+    let body = serde_json::to_vec(&translation.body).expect("Converse request serializes");
+    let reply = translation.reply;
     let meta = ResponseMeta { id: completion_id(), created: unix_now(), model: request.model.clone() };
     let streaming = request.stream;
     let (target, accept) = if streaming {
@@ -95,7 +106,7 @@ async fn complete(
         let sse = SseBody {
             upstream: response.into_body(),
             decoder: EventStreamDecoder::new(),
-            translator: ChatStream::new(meta, include_usage),
+            translator: ChatStream::new(meta, include_usage, reply),
             out: BytesMut::with_capacity(1024),
             done: false,
             finish: Some(StreamFinish {
@@ -115,7 +126,7 @@ async fn complete(
         tracing::warn!(error = %e, model = %request.model, "Bedrock answered a Converse body the gateway cannot read");
         ApiError::bad_gateway("Bedrock returned a response the gateway could not read.")
     })?;
-    let completion = chat_completion(converse, &meta);
+    let completion = chat_completion(converse, &meta, &reply);
     record_tokens(&app.metrics, &route.model.served_name, &completion.usage);
     Ok(json_response(StatusCode::OK, serde_json::to_vec(&completion).expect("completion serializes")))
 }
@@ -145,6 +156,10 @@ async fn collect_limited(body: Incoming) -> Result<Bytes, ApiError> {
 fn record_tokens(metrics: &Metrics, model: &str, usage: &Usage) {
     metrics.tokens.with_label_values(&[model, "input"]).inc_by(usage.prompt_tokens);
     metrics.tokens.with_label_values(&[model, "output"]).inc_by(usage.completion_tokens);
+    if let Some(details) = &usage.prompt_tokens_details {
+        metrics.tokens.with_label_values(&[model, "cache_read"]).inc_by(details.cached_tokens);
+        metrics.tokens.with_label_values(&[model, "cache_write"]).inc_by(details.cache_write_tokens);
+    }
 }
 
 fn kind_name(kind: ModelKind) -> &'static str {
@@ -190,7 +205,10 @@ impl SseBody {
     fn end(&mut self) {
         self.done = true;
         if let Some(f) = self.finish.take() {
-            f.metrics.duration.with_label_values(&[ENDPOINT, &f.model]).observe(f.started.elapsed().as_secs_f64());
+            f.metrics
+                .duration
+                .with_label_values(&[ENDPOINT, &f.model])
+                .observe(f.started.elapsed().as_secs_f64());
             if let Some(usage) = self.translator.usage() {
                 record_tokens(&f.metrics, &f.model, &usage);
             }
@@ -207,7 +225,10 @@ impl Body for SseBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
         loop {
             if !this.out.is_empty() {
@@ -240,9 +261,12 @@ impl Body for SseBody {
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "Bedrock stream broke off");
-                    this.fail(ApiError::bad_gateway("The Bedrock stream broke off before the answer was complete."));
+                    this.fail(ApiError::bad_gateway(
+                        "The Bedrock stream broke off before the answer was complete.",
+                    ));
                 }
-                None => this.fail(ApiError::bad_gateway("The Bedrock stream ended before the answer was complete.")),
+                None => this
+                    .fail(ApiError::bad_gateway("The Bedrock stream ended before the answer was complete.")),
             }
         }
     }
