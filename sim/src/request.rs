@@ -593,7 +593,7 @@ fn parse_block(
                         "{path}: Invalid `signature` in `thinking` block"
                     )));
                 }
-            } else if !r.as_str().is_some_and(|d| !d.is_empty()) {
+            } else if r.as_str().is_none_or(str::is_empty) {
                 return Err(malformed(format!("expected base64 data at '{path}.redactedContent'")));
             }
             if msg.texts.is_empty() && msg.tool_uses.is_empty() {

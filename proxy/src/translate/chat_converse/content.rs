@@ -55,7 +55,7 @@ fn data_url_base64(url: &str) -> Option<&str> {
 
 /// Checks `b64` is base64 Bedrock can decode and returns its first bytes, for sniffing.
 fn head_bytes(b64: &str) -> Option<Vec<u8>> {
-    if b64.is_empty() || b64.len() % 4 != 0 {
+    if b64.is_empty() || !b64.len().is_multiple_of(4) {
         return None;
     }
     let body = b64.trim_end_matches('=');

@@ -3,13 +3,13 @@
 //! One file per concern, so a mapping is found by its name:
 //! - `mod.rs` (here): the request as a whole: turns, `system`, `inferenceConfig`, `top_k`,
 //!   `service_tier`, `metadata`, `additional_model_request_fields`;
-//! - [`family`]: what each model family accepts (a missing feature is a 400 naming the model);
-//! - [`tools`]: `tools`, `tool_choice`, tool names, `tool_calls` -> `toolUse`, `tool` -> `toolResult`;
-//! - [`content`]: images, documents, `cache_control` -> `cachePoint`;
-//! - [`structured`]: `response_format`;
-//! - [`reasoning`]: `reasoning_effort` and thinking blocks;
-//! - [`response`]: Converse response -> `chat.completion`;
-//! - [`stream`]: ConverseStream events -> `chat.completion.chunk` SSE.
+//! - [`family`] - what each model family accepts (a missing feature is a 400 naming the model);
+//! - [`tools`] - `tools`, `tool_choice`, tool names, `tool_calls` -> `toolUse`, `tool` -> `toolResult`;
+//! - [`content`] - images, documents, `cache_control` -> `cachePoint`;
+//! - [`structured`] - `response_format`;
+//! - [`reasoning`] - `reasoning_effort` and thinking blocks;
+//! - [`response`] - Converse response -> `chat.completion`;
+//! - [`stream`] - ConverseStream events -> `chat.completion.chunk` SSE.
 //!
 //! Turn rules (Bedrock wants alternating user/assistant turns starting with a user turn):
 //! - `system` and `developer` messages become `system` text blocks, in order, wherever they
