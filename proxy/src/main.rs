@@ -34,6 +34,10 @@ struct Cli {
     /// Seconds open requests may take to finish after SIGTERM.
     #[arg(long, default_value_t = 30)]
     shutdown_grace_seconds: u64,
+    /// Let chat requests make the gateway fetch images from loopback, link-local and private
+    /// addresses (refused by default: SSRF guard).
+    #[arg(long, env = "BGW_ALLOW_PRIVATE_IMAGE_URLS")]
+    allow_private_image_urls: bool,
     /// Log format.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -88,7 +92,10 @@ async fn run(cli: Cli) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, "bedrock-gateway-proxy listening");
     println!("bedrock-gateway-proxy listening on http://{addr}");
-    let app = Arc::new(App::new(store, metrics, cli.max_body_bytes));
+    let app = Arc::new(
+        App::new(store, metrics, cli.max_body_bytes)
+            .allowing_private_image_urls(cli.allow_private_image_urls),
+    );
     serve(listener, app, shutdown_signal(), Duration::from_secs(cli.shutdown_grace_seconds)).await;
     drop(sim);
     Ok(())

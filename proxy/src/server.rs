@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use crate::body::ResponseBody;
 use crate::config::ConfigStore;
 use crate::endpoints;
+use crate::endpoints::chat_images::ImageFetcher;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::upstream::Upstream;
@@ -34,12 +35,27 @@ pub struct App {
     pub max_body_bytes: usize,
     /// Set on shutdown: `/readyz` answers 503 so load balancers stop sending traffic.
     pub draining: AtomicBool,
+    /// Fetches http(s) images of chat requests.
+    pub images: ImageFetcher,
 }
 
 impl App {
     /// State with a fresh upstream client and the given config store and metrics.
     pub fn new(config: Arc<ConfigStore>, metrics: Metrics, max_body_bytes: usize) -> Self {
-        App { config, upstream: Upstream::new(), metrics, max_body_bytes, draining: AtomicBool::new(false) }
+        App {
+            config,
+            upstream: Upstream::new(),
+            metrics,
+            max_body_bytes,
+            draining: AtomicBool::new(false),
+            images: ImageFetcher::new(false),
+        }
+    }
+
+    /// Lets chat requests make the gateway fetch images from private addresses.
+    pub fn allowing_private_image_urls(mut self, allow: bool) -> Self {
+        self.images = ImageFetcher::new(allow);
+        self
     }
 
     /// Answers one request; every outcome is a response, never an error.

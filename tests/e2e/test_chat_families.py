@@ -37,7 +37,10 @@ def families_gateway(sim, logdir):
         for name, model_id in FAMILY_MODELS.items()
     ]
     (manifests / "test-families.yaml").write_text("---\n".join(docs))
-    gw = start_gateway_proc(manifests, logdir, name="bedrock-gateway-proxy-families")
+    # This gateway may fetch images from private addresses (the test image server is on loopback).
+    gw = start_gateway_proc(
+        manifests, logdir, name="bedrock-gateway-proxy-families", extra_args=["--allow-private-image-urls"]
+    )
     yield gw
     gw.proc.stop()
 
@@ -135,7 +138,11 @@ def test_images_and_documents(client, sim):
 def test_bad_images_are_400s_naming_the_part(client, sim):
     cases = [
         ("data:image/png;base64,AAAA", "the image is not PNG, JPEG, GIF or WebP"),
-        ("https://example.com/cat.png", "this gateway does not fetch images"),
+        # SSRF guard: loopback, link-local (cloud metadata), private, unique-local.
+        ("http://127.0.0.1:9/cat.png", "non-public address"),
+        ("http://169.254.169.254/latest/meta-data", "non-public address"),
+        ("https://10.0.0.8/cat.png", "non-public address"),
+        ("http://[fd00::1]/cat.png", "non-public address"),
     ]
     for url, fragment in cases:
         with pytest.raises(openai.BadRequestError) as e:
@@ -146,6 +153,55 @@ def test_bad_images_are_400s_naming_the_part(client, sim):
         err = error_body(e.value)
         assert fragment in err["message"]
         assert err["param"] == "messages[0].content[0].image_url.url"
+    assert sim.requests() == []
+
+
+@pytest.fixture(scope="module")
+def image_server():
+    """A loopback HTTP server: /cat.png is a PNG, /big.png is larger than the gateway takes."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = {"/cat.png": PNG, "/big.png": PNG + b"\0" * (5 * 1024 * 1024)}.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_remote_images_are_fetched_when_the_operator_allows_the_address(fam, sim, image_server):
+    r = fam.chat.completions.create(
+        model="demo/nova-lite",
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": "what is it"},
+            {"type": "image_url", "image_url": {"url": f"{image_server}/cat.png"}},
+        ]}],
+    )
+    assert r.choices[0].message.content == "Simulated reply to: what is it"
+    image = body_of(only_call(sim))["messages"][0]["content"][1]["image"]
+    assert image == {"format": "png", "source": {"bytes": base64.b64encode(PNG).decode()}}
+    sim.clear()
+    for path, fragment in [("/missing.png", "answered 404"), ("/big.png", "larger than")]:
+        with pytest.raises(openai.BadRequestError) as e:
+            fam.chat.completions.create(
+                model="demo/nova-lite",
+                messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": image_server + path}}]}],
+            )
+        assert fragment in error_body(e.value)["message"]
     assert sim.requests() == []
 
 

@@ -64,7 +64,7 @@ async fn complete(
     let snapshot = snapshot(app)?;
     let (parts, body) = req.into_parts();
     let subject = authenticate(&parts.headers, &snapshot)?;
-    let request = parse_chat_request(&read_body(app, body).await?)?;
+    let mut request = parse_chat_request(&read_body(app, body).await?)?;
     let route =
         snapshot.routes.get(&request.model).ok_or_else(|| ApiError::model_not_found(&request.model))?;
     model_label.clone_from(&route.model.served_name);
@@ -81,6 +81,7 @@ async fn complete(
         ))
         .with_param("model"));
     }
+    app.images.inline_remote_images(&mut request).await?;
     let translation = converse_request(&request, &route.model.model_id)?;
     if translation.dropped_cache_points > 0 {
         app.metrics

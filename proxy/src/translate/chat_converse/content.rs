@@ -92,8 +92,8 @@ pub(super) fn image<'a>(url: &'a str, path: &str) -> Result<ImageBlock<'a>, ApiE
     };
     if url.starts_with("http://") || url.starts_with("https://") {
         return Err(ApiError::invalid_request(format!(
-            "`{path}` is an http(s) URL: this gateway does not fetch images; send the image as a \
-             `data:` URL (base64)."
+            "`{path}` is an http(s) URL the gateway did not fetch; send the image as a `data:` URL \
+             (base64)."
         ))
         .with_param(path.to_owned()));
     }
@@ -217,7 +217,7 @@ mod tests {
         assert_eq!((block.format, block.source.bytes), ("png", PNG));
         assert!(image("data:image/png;base64,AAAA", "p").unwrap_err().message.contains("not PNG"));
         assert!(image("data:image/png;base64,!!!!", "p").unwrap_err().message.contains("valid base64"));
-        assert!(image("https://example.com/a.png", "p").unwrap_err().message.contains("data:"));
+        assert!(image("https://example.com/a.png", "p").unwrap_err().message.contains("did not fetch"));
     }
 
     #[test]
