@@ -61,14 +61,35 @@ pub(crate) fn content_blocks(reply: &Reply) -> Vec<Value> {
     blocks
 }
 
+#[derive(Serialize)]
+struct OutputMessage<'a> {
+    role: &'a str,
+    content: Vec<Value>,
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    message: OutputMessage<'a>,
+}
+
+// Members in the order Bedrock writes them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConverseResponse<'a> {
+    output: Output<'a>,
+    stop_reason: &'a str,
+    usage: Usage,
+    metrics: Metrics,
+}
+
 /// The ConverseResponse JSON for `reply`; `latency_ms` is the simulated model latency.
 pub(crate) fn response_body(reply: &Reply, latency_ms: u64) -> Vec<u8> {
-    let response = json!({
-        "output": {"message": {"role": "assistant", "content": content_blocks(reply)}},
-        "stopReason": reply.stop_reason,
-        "usage": Usage::of(reply),
-        "metrics": Metrics { latency_ms },
-    });
+    let response = ConverseResponse {
+        output: Output { message: OutputMessage { role: "assistant", content: content_blocks(reply) } },
+        stop_reason: reply.stop_reason,
+        usage: Usage::of(reply),
+        metrics: Metrics { latency_ms },
+    };
     serde_json::to_vec(&response).unwrap_or_default()
 }
 
@@ -89,7 +110,7 @@ mod tests {
         };
         assert_eq!(
             String::from_utf8(response_body(&reply, 7)).unwrap(),
-            r#"{"metrics":{"latencyMs":7},"output":{"message":{"content":[{"text":"hi \"you\""}],"role":"assistant"}},"stopReason":"max_tokens","usage":{"inputTokens":3,"outputTokens":2,"totalTokens":5}}"#
+            r#"{"output":{"message":{"role":"assistant","content":[{"text":"hi \"you\""}]}},"stopReason":"max_tokens","usage":{"inputTokens":3,"outputTokens":2,"totalTokens":5},"metrics":{"latencyMs":7}}"#
         );
     }
 

@@ -76,8 +76,7 @@ fn tool_calls(input: &ConverseInput, directives: &Directives) -> Result<Vec<Tool
             wanted = vec![(name.as_str(), scripted)];
         }
         ToolChoice::Any if wanted.is_empty() => {
-            // Validation guarantees at least one tool spec when a choice is given... unless
-            // every tool is a cache point, which Bedrock refuses too.
+            // `any` without a scripted call: the model picks the first tool.
             let first = input
                 .tools
                 .first()
@@ -225,5 +224,43 @@ mod tests {
         let r = generate(&i, &d, None).unwrap();
         assert_eq!((r.text.as_str(), r.output_tokens), ("", 0));
         assert!(r.deltas().is_empty());
+    }
+
+    fn with_tools(text: &str, choice: ToolChoice) -> (ConverseInput, Directives) {
+        let (mut i, d) = input(text, None, &[]);
+        i.tools = vec![crate::request::ToolSpec {
+            name: "f".into(),
+            schema: serde_json::json!({"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}),
+        }];
+        i.tool_choice = choice;
+        (i, d)
+    }
+
+    #[test]
+    fn tool_calls_come_from_directives_or_the_forced_choice() {
+        let (i, d) = with_tools(r#"go [[sim:tool=f:{"x":5}]]"#, ToolChoice::Auto);
+        let r = generate(&i, &d, None).unwrap();
+        assert_eq!((r.stop_reason, r.text.as_str()), ("tool_use", ""));
+        assert_eq!(r.tool_calls[0].input, serde_json::json!({"x": 5}));
+        assert!(r.tool_calls[0].id.starts_with("tooluse_"));
+        let (i, d) = with_tools("go", ToolChoice::Tool("f".into()));
+        assert_eq!(generate(&i, &d, None).unwrap().tool_calls[0].input, serde_json::json!({"x": 1}));
+        let (i, d) = with_tools("go", ToolChoice::Auto);
+        assert!(generate(&i, &d, None).unwrap().tool_calls.is_empty());
+        let (i, d) = with_tools("go [[sim:tool=g]]", ToolChoice::Auto);
+        assert!(generate(&i, &d, None).unwrap_err().message.contains("names no tool"));
+    }
+
+    #[test]
+    fn thinking_and_cache_shape_the_reply() {
+        let (mut i, d) = input("why [[sim:redacted-thinking]]", None, &[]);
+        i.thinking = true;
+        let cache = CacheUse { read: 2, write: 0 };
+        let r = generate(&i, &d, Some(cache)).unwrap();
+        assert_eq!(r.reasoning.as_deref(), Some("Thinking about: why"));
+        assert!(r.redacted.is_some());
+        // 4 input words ("sys words", "why [[sim:...]]"), 2 of them read from the cache.
+        assert_eq!((r.input_tokens, r.cache), (2, Some(cache)));
+        assert_eq!(r.output_tokens, 4 + 3);
     }
 }

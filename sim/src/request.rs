@@ -862,4 +862,130 @@ mod tests {
         let ok: Vec<String> = (0..2500).map(|i| i.to_string()).collect();
         assert!(parse(with(json!({"stopSequences": ok})).to_string().as_bytes()).is_ok());
     }
+
+    fn tool_turns(results: Value) -> Value {
+        json!({
+            "messages": [
+                user("go"),
+                {"role": "assistant", "content": [
+                    {"toolUse": {"toolUseId": "t1", "name": "f", "input": {}}},
+                    {"toolUse": {"toolUseId": "t2", "name": "f", "input": {}}}
+                ]},
+                {"role": "user", "content": results}
+            ],
+            "toolConfig": {"tools": [{"toolSpec": {"name": "f", "inputSchema": {"json": {"type": "object"}}}}]}
+        })
+    }
+
+    fn result(id: &str) -> Value {
+        json!({"toolResult": {"toolUseId": id, "content": [{"text": "ok"}]}})
+    }
+
+    #[test]
+    fn tool_results_must_answer_the_previous_turn_exactly() {
+        let ok = parse(tool_turns(json!([result("t1"), result("t2")])).to_string().as_bytes()).unwrap();
+        assert_eq!(ok.messages[2].tool_results, ["t1", "t2"]);
+        assert_eq!(ok.last_user_text(), "ok ok");
+        assert_eq!(
+            err(tool_turns(json!([result("t1")]))),
+            "Expected toolResult blocks at messages.2.content for the following Ids: t2"
+        );
+        assert_eq!(
+            err(tool_turns(json!([result("t1"), result("t2"), result("t3")]))),
+            "The number of toolResult blocks at messages.2.content exceeds the number of toolUse blocks of previous turn."
+        );
+        let mut without_config = tool_turns(json!([result("t1"), result("t2")]));
+        without_config.as_object_mut().unwrap().remove("toolConfig");
+        assert_eq!(
+            err(without_config),
+            "The toolConfig field must be defined when using toolUse and toolResult content blocks."
+        );
+    }
+
+    #[test]
+    fn tool_config_is_checked() {
+        let with = |cfg: Value| json!({"messages": [user("a")], "toolConfig": cfg});
+        assert!(err(with(json!({"tools": []}))).contains("length greater than or equal to 1"));
+        let bad_name = json!({"tools": [{"toolSpec": {"name": "a.b", "inputSchema": {"json": {}}}}]});
+        assert!(err(with(bad_name)).contains("regular expression pattern"));
+        let unknown_choice = json!({
+            "tools": [{"toolSpec": {"name": "a", "inputSchema": {"json": {}}}}],
+            "toolChoice": {"tool": {"name": "b"}}
+        });
+        assert!(err(with(unknown_choice)).contains("not defined in toolConfig.tools"));
+        let bad_ttl = json!({"tools": [
+            {"toolSpec": {"name": "a", "inputSchema": {"json": {}}}},
+            {"cachePoint": {"type": "default", "ttl": "2h"}}
+        ]});
+        assert!(err(with(bad_ttl)).contains("[5m, 1h]"));
+    }
+
+    #[test]
+    fn thinking_rules_are_bedrocks() {
+        let with = |fields: Value, cfg: Value| json!({"messages": [user("a")], "additionalModelRequestFields": fields, "inferenceConfig": cfg});
+        let enabled = |budget: u64| json!({"thinking": {"type": "enabled", "budget_tokens": budget}});
+        assert!(
+            parse(with(enabled(1024), json!({"maxTokens": 2000})).to_string().as_bytes()).unwrap().thinking
+        );
+        assert!(err(with(enabled(1000), json!({}))).contains("greater than or equal to 1024"));
+        assert!(
+            err(with(enabled(2000), json!({"maxTokens": 2000})))
+                .contains("must be greater than `thinking.budget_tokens`")
+        );
+        assert!(
+            err(with(enabled(1024), json!({"temperature": 0.5})))
+                .contains("`temperature` may only be set to 1")
+        );
+        assert!(err(with(enabled(1024), json!({"topP": 0.5}))).contains("`top_p`"));
+    }
+
+    #[test]
+    fn replayed_thinking_must_be_signed_and_first() {
+        let body = |reasoning: Value| {
+            json!({
+                "messages": [
+                    user("go"),
+                    {"role": "assistant", "content": [reasoning, {"toolUse": {"toolUseId": "t1", "name": "f", "input": {}}}]},
+                    {"role": "user", "content": [result("t1")]}
+                ],
+                "toolConfig": {"tools": [{"toolSpec": {"name": "f", "inputSchema": {"json": {"type": "object"}}}}]},
+                "additionalModelRequestFields": {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+            })
+        };
+        let signed = |text: &str, sig: &str| json!({"reasoningContent": {"reasoningText": {"text": text, "signature": sig}}});
+        assert!(parse(body(signed("hmm", &thinking_signature("hmm"))).to_string().as_bytes()).is_ok());
+        assert!(
+            parse(body(json!({"reasoningContent": {"redactedContent": "abcd"}})).to_string().as_bytes())
+                .is_ok()
+        );
+        assert!(err(body(signed("hmm!", &thinking_signature("hmm")))).contains("Invalid `signature`"));
+        assert!(err(body(json!({"text": "no thinking"}))).contains("must start with a thinking block"));
+    }
+
+    #[test]
+    fn media_blocks_are_checked() {
+        let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+        let image = |format: &str| json!({"messages": [{"role": "user", "content": [{"image": {"format": format, "source": {"bytes": png}}}]}]});
+        assert!(parse(image("png").to_string().as_bytes()).is_ok());
+        assert!(err(image("jpeg")).contains("does not match the image bytes"));
+        let doc = |name: &str| json!({"messages": [{"role": "user", "content": [{"document": {"format": "pdf", "name": name, "source": {"bytes": "JVBERi0x"}}}]}]});
+        assert!(parse(doc("Q3 report (2)").to_string().as_bytes()).is_ok());
+        assert!(err(doc("report_v2.pdf")).contains("document file name"));
+        assert!(err(doc("a  b")).contains("document file name"));
+    }
+
+    #[test]
+    fn the_cache_prefix_ends_at_the_last_cache_point() {
+        let body = json!({
+            "system": [{"text": "one two"}, {"cachePoint": {"type": "default"}}],
+            "messages": [{"role": "user", "content": [{"text": "three"}, {"cachePoint": {"type": "default", "ttl": "1h"}}, {"text": "four"}]}]
+        });
+        let a = parse(body.to_string().as_bytes()).unwrap().cache_prefix.unwrap();
+        assert_eq!(a.tokens, 3);
+        let mut other = body.clone();
+        other["messages"][0]["content"][2]["text"] = json!("five");
+        assert_eq!(parse(other.to_string().as_bytes()).unwrap().cache_prefix.unwrap(), a);
+        other["messages"][0]["content"][0]["text"] = json!("six");
+        assert_ne!(parse(other.to_string().as_bytes()).unwrap().cache_prefix.unwrap().key, a.key);
+    }
 }
