@@ -261,3 +261,25 @@ def test_other_parameters_reach_bedrock_or_are_refused(client, sim):
         with pytest.raises(openai.BadRequestError) as e:
             client.chat.completions.create(model="demo/nova-lite", messages=[{"role": "user", "content": "hi"}], **kwargs)
         assert error_body(e.value)["param"] == param
+
+
+@pytest.mark.parametrize("model", ["demo/claude-sonnet", "demo/nova-lite"])
+def test_images_in_tool_results_only_where_the_family_takes_them(client, sim, model):
+    url = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    messages = [
+        {"role": "user", "content": "screenshot?"},
+        {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "here"}, {"type": "image_url", "image_url": {"url": url}}]},
+    ]
+    if model == "demo/nova-lite":
+        with pytest.raises(openai.BadRequestError) as e:
+            client.chat.completions.create(model=model, messages=messages, tools=[TIME])
+        err = error_body(e.value)
+        assert err["message"] == "The model `demo/nova-lite` (Amazon Nova) does not support images in tool results."
+        assert err["param"] == "messages[2].content[1].type"
+        assert sim.requests() == []
+        return
+    r = client.chat.completions.create(model=model, messages=messages, tools=[TIME])
+    assert r.choices[0].message.content == "Simulated reply to: here"
+    result = body_of(only_call(sim))["messages"][2]["content"][0]["toolResult"]
+    assert result["content"] == [{"text": "here"}, {"image": {"format": "png", "source": {"bytes": url.split(",", 1)[1]}}}]
