@@ -3,7 +3,9 @@
 //! Inference profile ids (`us.`, `eu.`, `apac.`, `global.`, ...) and foundation-model or
 //! inference-profile ARNs resolve to their base model id. Application inference profile ARNs
 //! hide the model: they get [`Capabilities::UNKNOWN`], which allows everything and lets Bedrock
-//! judge. Sources: the Bedrock "supported models and model features" table for Converse.
+//! judge. Sources: the Bedrock "supported models and model features" table for Converse (every
+//! family there takes stop sequences, so they need no flag), the prompt-caching and extended-
+//! thinking pages.
 
 /// How a model is told to think.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,8 +60,6 @@ pub struct Capabilities {
     pub reasoning: ReasoningStyle,
     /// `outputConfig.textFormat` (native JSON-schema output).
     pub native_json: bool,
-    /// `inferenceConfig.stopSequences`.
-    pub stop_sequences: bool,
     /// `top_k`.
     pub top_k: TopK,
 }
@@ -77,7 +77,6 @@ const ALL: Capabilities = Capabilities {
     cache_1h: true,
     reasoning: ReasoningStyle::None,
     native_json: false,
-    stop_sequences: true,
     top_k: TopK::None,
 };
 
@@ -114,13 +113,8 @@ const LLAMA: Capabilities =
 
 const MISTRAL: Capabilities = Capabilities { family: "Mistral", top_k: TopK::TopLevel, ..TEXT_ONLY };
 
-const COHERE: Capabilities = Capabilities {
-    family: "Cohere Command R",
-    streaming_tools: false,
-    documents: true,
-    top_k: TopK::TopLevel,
-    ..TEXT_ONLY
-};
+const COHERE: Capabilities =
+    Capabilities { family: "Cohere Command R", documents: true, top_k: TopK::TopLevel, ..TEXT_ONLY };
 
 /// Base model id prefix -> capabilities; the first match wins, so specific prefixes come first.
 const TABLE: &[(&str, Capabilities)] = &[
@@ -129,7 +123,11 @@ const TABLE: &[(&str, Capabilities)] = &[
     ("anthropic.claude-3-sonnet", CLAUDE),
     ("anthropic.claude-3-opus", CLAUDE),
     ("anthropic.claude-3-5-sonnet", CLAUDE),
-    ("anthropic.claude-3-5-haiku", Capabilities { caching: true, ..CLAUDE }),
+    // Claude 3.5 Haiku reads no images.
+    (
+        "anthropic.claude-3-5-haiku",
+        Capabilities { caching: true, images: false, tool_result_images: false, ..CLAUDE },
+    ),
     (
         "anthropic.claude-3-7-sonnet",
         Capabilities { caching: true, tool_caching: true, reasoning: ReasoningStyle::Budget, ..CLAUDE },

@@ -111,9 +111,6 @@ pub fn converse_request<'a>(
     let json_tool = structured.tool_name.clone();
     let tool_plan = tools::tool_config(req, &caps, &names, turns.uses_tools, structured.forced, &mut cache)?;
 
-    if !req.stop.is_empty() && !caps.stop_sequences {
-        return Err(unsupported(req, &caps, "stop sequences", "stop"));
-    }
     // Claude refuses sampling changes while it thinks (see `reasoning`).
     let (temperature, top_p, top_k) = if reasoning.thinking {
         (req.temperature.filter(|t| *t == 1.0), req.top_p.filter(|p| *p >= 0.95), None)
