@@ -35,6 +35,8 @@ pub(crate) struct Directives {
     pub tools: Vec<(String, Option<serde_json::Value>)>,
     /// `[[sim:redacted-thinking]]`: add a redacted thinking block when thinking.
     pub redacted_thinking: bool,
+    /// `[[sim:guardrail]]`: a guardrail blocks the answer (`guardrail_intervened`).
+    pub guardrail: bool,
     /// The message text with directives removed and whitespace normalized.
     pub clean_text: String,
 }
@@ -96,6 +98,7 @@ pub(crate) fn parse(text: &str) -> Result<Directives, AwsError> {
                 d.tools.push((name.to_owned(), input));
             }
             ("redacted-thinking", None) => d.redacted_thinking = true,
+            ("guardrail", None) => d.guardrail = true,
             ("reset", None) => d.reset = true,
             ("garbage", None) => d.garbage = true,
             _ => return Err(bad(format!("bedrock-sim: unknown directive [[sim:{body}]]"))),

@@ -9,6 +9,9 @@ use crate::faults::Directives;
 use crate::request::{ConverseInput, ToolChoice, thinking_signature};
 use crate::schema::instance;
 
+/// The blocked-output message of the simulated guardrail.
+pub(crate) const GUARDRAIL_MESSAGE: &str = "Sorry, the model cannot answer this question.";
+
 /// One tool call of the reply.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ToolCall {
@@ -105,6 +108,19 @@ pub(crate) fn generate(
     directives: &Directives,
     cache: Option<CacheUse>,
 ) -> Result<Reply, AwsError> {
+    if directives.guardrail {
+        // What Bedrock answers when a guardrail blocks the output: its canned message, no calls.
+        let text = GUARDRAIL_MESSAGE.to_owned();
+        let output_tokens = text.split_whitespace().count() as u64;
+        let input_tokens = input.input_tokens();
+        return Ok(Reply {
+            text,
+            stop_reason: "guardrail_intervened",
+            input_tokens,
+            output_tokens,
+            ..Reply::default()
+        });
+    }
     let tool_calls = tool_calls(input, directives)?;
     let full = match (&directives.reply, &input.json_schema) {
         (Some(text), _) => text.clone(),
@@ -262,5 +278,12 @@ mod tests {
         // 4 input words ("sys words", "why [[sim:...]]"), 2 of them read from the cache.
         assert_eq!((r.input_tokens, r.cache), (2, Some(cache)));
         assert_eq!(r.output_tokens, 4 + 3);
+    }
+
+    #[test]
+    fn a_guardrail_blocks_the_answer() {
+        let (i, d) = input("bad words [[sim:guardrail]]", None, &[]);
+        let r = generate(&i, &d, None).unwrap();
+        assert_eq!((r.text.as_str(), r.stop_reason), (GUARDRAIL_MESSAGE, "guardrail_intervened"));
     }
 }

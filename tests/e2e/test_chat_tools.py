@@ -234,3 +234,19 @@ def test_json_object_is_honoured(client, sim):
     assert r.choices[0].finish_reason == "stop"
     tools = body_of(only_call(sim))["toolConfig"]["tools"]
     assert tools[0]["toolSpec"]["inputSchema"]["json"] == {"type": "object"}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["converse", "converse-stream"])
+def test_a_guardrail_stop_is_content_filter(client, sim, stream):
+    r = client.chat.completions.create(
+        model=CLAUDE, messages=[{"role": "user", "content": "bad words [[sim:guardrail]]"}], stream=stream
+    )
+    if stream:
+        chunks = list(r)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    else:
+        text, finish = r.choices[0].message.content, [r.choices[0].finish_reason]
+    assert text == "Sorry, the model cannot answer this question."
+    assert finish == ["content_filter"]
+    assert len(converse_calls(sim)) == 1
