@@ -46,7 +46,7 @@ fn chat_converse_golden() {
         .filter(|path| path.is_dir())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 12, "expected the golden cases under {}", root.display());
+    assert!(cases.len() >= 50, "expected the golden cases under {}", root.display());
     let failures: Vec<String> = cases
         .iter()
         .filter_map(|case| run_case(case, update).err().map(|e| format!("{}: {e}", case.display())))

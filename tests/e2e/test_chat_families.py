@@ -55,7 +55,7 @@ def cached_system(text: str) -> dict:
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["converse", "converse-stream"])
-def test_cache_control_writes_then_reads_and_usage_says_so(client, sim, stream):
+def test_cache_control_writes_then_reads_and_usage_says_so(client, http, sim, stream):
     # A fresh prefix per run: the simulator remembers what it cached.
     system = f"Long stable instructions {uuid.uuid4().hex} for every request of this app"
     messages = [cached_system(system), {"role": "user", "content": "question one"}]
@@ -69,8 +69,14 @@ def test_cache_control_writes_then_reads_and_usage_says_so(client, sim, stream):
         )
         return list(r)[-1].usage if stream else r.usage
 
+    def cache_read_metric():
+        text = http.get("/metrics").text
+        return metric_value(text, "bedrock_gateway_tokens_total", model="demo/claude-sonnet", type="cache_read")
+
+    before = cache_read_metric()
     first, second = usage(), usage()
     prefix = len(system.split())
+    assert cache_read_metric() == before + prefix
     cache = lambda u: (u.prompt_tokens_details.cached_tokens, u.prompt_tokens_details.model_dump()["cache_write_tokens"])
     assert cache(first) == (0, prefix)
     assert cache(second) == (prefix, 0)

@@ -95,6 +95,21 @@ def test_empty_or_blank_arguments_are_an_empty_object(client, sim):
     assert [b["toolUse"]["input"] for b in body["messages"][1]["content"]] == [{}, {}]
 
 
+def test_a_tool_history_without_tools_still_gets_the_tool_config_bedrock_requires(client, sim):
+    messages = [
+        {"role": "user", "content": "time?"},
+        {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "clock.now", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "10:00 [[sim:tool=clock_now]]"},
+    ]
+    r = client.chat.completions.create(model=CLAUDE, messages=messages)
+    # The tools are declared from the history (Bedrock refuses toolUse blocks without a toolConfig)
+    # and, since the caller offered none, a call the model makes is not returned.
+    assert r.choices[0].message.tool_calls is None
+    assert r.choices[0].finish_reason == "stop"
+    body = body_of(only_call(sim))
+    assert body["toolConfig"]["tools"] == [{"toolSpec": {"name": "clock_now", "inputSchema": {"json": {"type": "object"}}}}]
+
+
 def test_a_missing_tool_result_is_a_clear_400_before_bedrock(client, sim):
     import openai
 
