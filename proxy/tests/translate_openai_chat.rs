@@ -228,7 +228,7 @@ fn out_of_range_sampling_values_are_refused() {
     );
     assert_eq!(
         refused(&with(json!({"n": 0}))),
-        ("Invalid value for `n`: it must be at least 1.".to_owned(), param("n"))
+        ("Invalid value for `n`: it must be between 1 and 8.".to_owned(), param("n"))
     );
 }
 
@@ -255,14 +255,16 @@ fn fields_bedrock_cannot_honour_are_refused_by_name() {
         );
     }
     assert_eq!(
-        refused(&with(json!({"n": 2}))),
+        refused(&with(json!({"n": 2, "stream": true}))),
         (
-            "`n` greater than 1 is not supported by this gateway: Bedrock returns one choice per call; send \
-             several requests instead."
+            "`n` greater than 1 is not supported with `stream: true` by this gateway: Bedrock streams one \
+             choice per call."
                 .to_owned(),
             param("n")
         )
     );
+    assert_eq!(refused(&with(json!({"n": 9}))).1, param("n"));
+    assert_eq!(parse_chat_request(with(json!({"n": 3})).as_bytes()).unwrap().n, 3);
 }
 
 #[test]
@@ -428,6 +430,7 @@ fn harmless_fields_and_nulls_are_accepted() {
             stream: false,
             stream_options: StreamOptions { include_usage: true },
             user: Some("user-1".into()),
+            n: 1,
             service_tier: Some(ServiceTier::Auto),
             ..Default::default()
         }
@@ -467,6 +470,7 @@ fn a_full_request_parses_into_the_typed_form() {
             stop: vec!["END".into()],
             stream: true,
             stream_options: StreamOptions { include_usage: false },
+            n: 1,
             ..Default::default()
         }
     );

@@ -263,7 +263,12 @@ def test_other_parameters_reach_bedrock_or_are_refused(client, sim):
     assert body["serviceTier"] == {"type": "flex"}
     assert body["requestMetadata"] == {"team": "search", "run": "42"}
     assert body["additionalModelRequestFields"] == {"inferenceConfig": {"topK": 20}}
-    for kwargs, param in [({"n": 2}, "n"), ({"logprobs": True}, "logprobs"), ({"logit_bias": {"1": 1}}, "logit_bias")]:
+    for kwargs, param in [
+        ({"n": 2, "stream": True}, "n"),
+        ({"n": 9}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"logit_bias": {"1": 1}}, "logit_bias"),
+    ]:
         with pytest.raises(openai.BadRequestError) as e:
             client.chat.completions.create(model="demo/nova-lite", messages=[{"role": "user", "content": "hi"}], **kwargs)
         assert error_body(e.value)["param"] == param
@@ -289,3 +294,12 @@ def test_images_in_tool_results_only_where_the_family_takes_them(client, sim, mo
     assert r.choices[0].message.content == "Simulated reply to: here"
     result = body_of(only_call(sim))["messages"][2]["content"][0]["toolResult"]
     assert result["content"] == [{"text": "here"}, {"image": {"format": "png", "source": {"bytes": url.split(",", 1)[1]}}}]
+
+
+def test_n_choices_are_fanned_out(client, sim):
+    r = client.chat.completions.create(model="demo/nova-lite", messages=[{"role": "user", "content": "pick one"}], n=3)
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    assert {c.message.content for c in r.choices} == {"Simulated reply to: pick one"}
+    # Each choice is one Bedrock call, and the usage counts all of them.
+    assert len(sim.requests()) == 3
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (3 * 2, 3 * 5)

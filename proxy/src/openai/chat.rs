@@ -57,6 +57,8 @@ pub struct ChatCompletionRequest {
     pub stop: Vec<String>,
     /// Whether the caller asked for server-sent events.
     pub stream: bool,
+    /// Choices wanted (`n`), 1..=[`MAX_CHOICES`]; more than 1 only without `stream`.
+    pub n: u32,
     /// Options for a streamed response.
     pub stream_options: StreamOptions,
     /// End-user identifier supplied by the caller.
@@ -78,6 +80,9 @@ pub struct ChatCompletionRequest {
     /// Passed as is to `additionalModelRequestFields` (extension).
     pub additional_model_request_fields: Map<String, Value>,
 }
+
+/// Largest `n`: each choice is one Bedrock call.
+pub const MAX_CHOICES: u32 = 8;
 
 /// `stream_options` of a request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -538,16 +543,16 @@ fn check_rest(
 impl WireRequest {
     fn validate(self) -> Result<ChatCompletionRequest, ApiError> {
         check_rest(&self.rest, HARMLESS_FIELDS, UNSUPPORTED_FIELDS, str::to_owned)?;
-        match self.n {
-            Some(0) => return Err(invalid("n".into(), "it must be at least 1")),
-            Some(n) if n > 1 => {
-                return Err(ApiError::invalid_request(
-                    "`n` greater than 1 is not supported by this gateway: Bedrock returns one choice \
-                     per call; send several requests instead.",
-                )
-                .with_param("n"));
-            }
-            _ => {}
+        let n = self.n.unwrap_or(1);
+        if n == 0 || n > MAX_CHOICES {
+            return Err(invalid("n".into(), format_args!("it must be between 1 and {MAX_CHOICES}")));
+        }
+        if n > 1 && self.stream == Some(true) {
+            return Err(ApiError::invalid_request(
+                "`n` greater than 1 is not supported with `stream: true` by this gateway: Bedrock streams one \
+                 choice per call.",
+            )
+            .with_param("n"));
         }
         if self.logprobs == Some(true) {
             return Err(unsupported("logprobs".to_owned()));
@@ -616,6 +621,7 @@ impl WireRequest {
             top_p: self.top_p,
             stop,
             stream: self.stream.unwrap_or(false),
+            n,
             stream_options: StreamOptions {
                 include_usage: self.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
             },
@@ -911,8 +917,30 @@ pub struct Usage {
     pub prompt_tokens_details: Option<PromptTokensDetails>,
 }
 
+impl Usage {
+    /// The usage of two calls together.
+    pub fn plus(&self, other: &Usage) -> Usage {
+        let details = match (self.prompt_tokens_details, other.prompt_tokens_details) {
+            (None, None) => None,
+            (a, b) => {
+                let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
+                Some(PromptTokensDetails {
+                    cached_tokens: a.cached_tokens + b.cached_tokens,
+                    cache_write_tokens: a.cache_write_tokens + b.cache_write_tokens,
+                })
+            }
+        };
+        Usage {
+            prompt_tokens: self.prompt_tokens + other.prompt_tokens,
+            completion_tokens: self.completion_tokens + other.completion_tokens,
+            total_tokens: self.total_tokens + other.total_tokens,
+            prompt_tokens_details: details,
+        }
+    }
+}
+
 /// Prompt-cache part of `prompt_tokens`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PromptTokensDetails {
     /// Tokens read from the prompt cache.
     pub cached_tokens: u64,
