@@ -97,7 +97,9 @@ async fn complete(
     let streaming = request.stream;
     if !streaming {
         // `n` choices are `n` Converse calls, made concurrently.
-        let calls = (0..request.n).map(|_| converse_once(app, route, &request.model, body.clone()));
+        // `repeat_n` moves the body into the last call: one request, no copy.
+        let bodies = std::iter::repeat_n(body, request.n as usize);
+        let calls = bodies.map(|body| converse_once(app, route, &request.model, body));
         let mut answers = futures_util::future::try_join_all(calls).await?.into_iter();
         let first = answers.next().expect("n is at least 1");
         let mut completion = chat_completion(first, &meta, &reply);
