@@ -4,8 +4,9 @@
 //! optional, unknown keys collected), then validation turns them into [`ChatCompletionRequest`],
 //! which holds only what the gateway can translate. A field the gateway cannot honour is refused
 //! with a 400 naming it rather than dropped, so callers never get silently different behaviour;
-//! a field that cannot change the output on Bedrock (`seed`, penalties, `store`, ...) is accepted
-//! and not forwarded.
+//! a field that cannot change the output on Bedrock (`store`, `parallel_tool_calls`, ...) is
+//! accepted and not forwarded. `seed` and the penalties are best-effort at OpenAI too: they reach
+//! the families that take them and are ignored elsewhere (see `translate::chat_converse`).
 //!
 //! Extensions beyond OpenAI's schema: `top_k`, `additional_model_request_fields` (an object passed
 //! as is to Bedrock's `additionalModelRequestFields`), and on assistant messages `thinking_blocks`
@@ -77,6 +78,12 @@ pub struct ChatCompletionRequest {
     pub metadata: BTreeMap<String, String>,
     /// Top-k sampling (extension).
     pub top_k: Option<u32>,
+    /// `seed`, forwarded to the families that take one.
+    pub seed: Option<i64>,
+    /// `frequency_penalty`, forwarded to the families that take one.
+    pub frequency_penalty: Option<f32>,
+    /// `presence_penalty`, forwarded to the families that take one.
+    pub presence_penalty: Option<f32>,
     /// Passed as is to `additionalModelRequestFields` (extension).
     pub additional_model_request_fields: Map<String, Value>,
 }
@@ -266,17 +273,9 @@ pub enum ContentPart {
 }
 
 /// Top-level fields accepted and not forwarded: Bedrock has no way to honour them, and leaving
-/// them out changes nothing a caller can rely on (`seed` is best-effort at OpenAI too).
-const HARMLESS_FIELDS: &[&str] = &[
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "parallel_tool_calls",
-    "store",
-    "prompt_cache_key",
-    "prompt_cache_retention",
-    "safety_identifier",
-];
+/// them out changes nothing a caller can rely on.
+const HARMLESS_FIELDS: &[&str] =
+    &["parallel_tool_calls", "store", "prompt_cache_key", "prompt_cache_retention", "safety_identifier"];
 
 /// Top-level OpenAI fields the gateway cannot honour on Bedrock.
 const UNSUPPORTED_FIELDS: &[&str] = &[
@@ -320,6 +319,9 @@ struct WireRequest {
     service_tier: Option<ServiceTier>,
     metadata: Option<BTreeMap<String, String>>,
     top_k: Option<u32>,
+    seed: Option<i64>,
+    frequency_penalty: Option<f32>,
+    presence_penalty: Option<f32>,
     additional_model_request_fields: Option<Map<String, Value>>,
     #[serde(flatten)]
     rest: Map<String, Value>,
@@ -633,6 +635,9 @@ impl WireRequest {
             service_tier: self.service_tier,
             metadata: self.metadata.unwrap_or_default(),
             top_k: self.top_k,
+            seed: self.seed,
+            frequency_penalty: self.frequency_penalty,
+            presence_penalty: self.presence_penalty,
             additional_model_request_fields: self.additional_model_request_fields.unwrap_or_default(),
         })
     }

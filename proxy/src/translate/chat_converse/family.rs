@@ -27,8 +27,8 @@ pub enum ReasoningStyle {
 pub enum TopK {
     /// Not supported: ignored.
     None,
-    /// `additionalModelRequestFields.top_k` (Anthropic, Mistral, Cohere, ...).
-    TopLevel,
+    /// `additionalModelRequestFields.<name>`: `top_k` (Anthropic, Mistral 7B / Mixtral), `k` (Cohere).
+    Field(&'static str),
     /// `additionalModelRequestFields.inferenceConfig.topK` (Amazon Nova).
     NovaInferenceConfig,
 }
@@ -62,6 +62,8 @@ pub struct Capabilities {
     pub native_json: bool,
     /// `top_k`.
     pub top_k: TopK,
+    /// `seed`, `frequency_penalty` and `presence_penalty` as native fields (Cohere); ignored elsewhere.
+    pub seed_and_penalties: bool,
 }
 
 const ALL: Capabilities = Capabilities {
@@ -78,6 +80,7 @@ const ALL: Capabilities = Capabilities {
     reasoning: ReasoningStyle::None,
     native_json: false,
     top_k: TopK::None,
+    seed_and_penalties: false,
 };
 
 const CLAUDE: Capabilities = Capabilities {
@@ -85,7 +88,7 @@ const CLAUDE: Capabilities = Capabilities {
     caching: false,
     tool_caching: false,
     cache_1h: false,
-    top_k: TopK::TopLevel,
+    top_k: TopK::Field("top_k"),
     ..ALL
 };
 
@@ -111,10 +114,15 @@ const TEXT_ONLY: Capabilities = Capabilities {
 const LLAMA: Capabilities =
     Capabilities { family: "Meta Llama", streaming_tools: false, documents: true, ..TEXT_ONLY };
 
-const MISTRAL: Capabilities = Capabilities { family: "Mistral", top_k: TopK::TopLevel, ..TEXT_ONLY };
+const MISTRAL: Capabilities = Capabilities { family: "Mistral", ..TEXT_ONLY };
 
-const COHERE: Capabilities =
-    Capabilities { family: "Cohere Command R", documents: true, top_k: TopK::TopLevel, ..TEXT_ONLY };
+const COHERE: Capabilities = Capabilities {
+    family: "Cohere Command R",
+    documents: true,
+    top_k: TopK::Field("k"),
+    seed_and_penalties: true,
+    ..TEXT_ONLY
+};
 
 /// Base model id prefix -> capabilities; the first match wins, so specific prefixes come first.
 const TABLE: &[(&str, Capabilities)] = &[
@@ -206,7 +214,14 @@ const TABLE: &[(&str, Capabilities)] = &[
     // Mistral 7B Instruct and Mixtral 8x7B: no system prompt, no tools.
     (
         "mistral.",
-        Capabilities { system: false, tools: false, streaming_tools: false, documents: true, ..MISTRAL },
+        Capabilities {
+            system: false,
+            tools: false,
+            streaming_tools: false,
+            documents: true,
+            top_k: TopK::Field("top_k"),
+            ..MISTRAL
+        },
     ),
     ("cohere.command-r", COHERE),
     (
@@ -230,7 +245,7 @@ const TABLE: &[(&str, Capabilities)] = &[
             ..TEXT_ONLY
         },
     ),
-    ("qwen.qwen3", Capabilities { family: "Qwen 3", native_json: true, top_k: TopK::TopLevel, ..TEXT_ONLY }),
+    ("qwen.qwen3", Capabilities { family: "Qwen 3", native_json: true, ..TEXT_ONLY }),
 ];
 
 impl Capabilities {

@@ -25,6 +25,8 @@
 //! - the first remaining turn must be a user turn, else 400.
 //!
 //! `top_k` goes where the family reads it (see [`family::TopK`]) and is ignored elsewhere;
+//! `seed`, `frequency_penalty` and `presence_penalty` reach the families with native fields of
+//! those names (Cohere Command R) and are ignored elsewhere, as no other Converse family has them;
 //! `service_tier` `auto` sends nothing; `metadata` becomes `requestMetadata` (Bedrock's key and
 //! value rules checked); `additional_model_request_fields` is merged last, so it wins.
 
@@ -126,14 +128,22 @@ pub fn converse_request<'a>(
     let mut fields = reasoning.fields;
     if let Some(k) = top_k {
         match caps.top_k {
-            TopK::TopLevel => {
-                fields.insert("top_k".into(), json!(k));
+            TopK::Field(name) => {
+                fields.insert(name.into(), json!(k));
             }
             TopK::NovaInferenceConfig => {
                 fields.insert("inferenceConfig".into(), json!({"topK": k}));
             }
             TopK::None => {}
         }
+    }
+    if caps.seed_and_penalties {
+        let extras = [
+            ("seed", req.seed.map(|v| json!(v))),
+            ("frequency_penalty", req.frequency_penalty.map(|v| json!(v))),
+            ("presence_penalty", req.presence_penalty.map(|v| json!(v))),
+        ];
+        fields.extend(extras.into_iter().filter_map(|(k, v)| Some((k.to_owned(), v?))));
     }
     fields.extend(req.additional_model_request_fields.iter().map(|(k, v)| (k.clone(), v.clone())));
     let output_config = OutputConfig { text_format: structured.text_format, effort: reasoning.effort };
