@@ -432,6 +432,9 @@ fn harmless_fields_and_nulls_are_accepted() {
             user: Some("user-1".into()),
             n: 1,
             service_tier: Some(ServiceTier::Auto),
+            seed: Some(42),
+            frequency_penalty: Some(0.1),
+            presence_penalty: Some(0.5),
             ..Default::default()
         }
     );
