@@ -94,7 +94,8 @@ pub enum ToolUse {
 pub(super) struct ToolPlan<'a> {
     /// What to send.
     pub config: Option<ToolConfig<'a>>,
-    /// `tool_choice: none` with a history of tool calls.
+    /// Drop tool calls from the reply: `tool_choice: none`, or tools declared only because the
+    /// history calls them.
     pub suppress: bool,
 }
 
