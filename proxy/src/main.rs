@@ -37,6 +37,10 @@ struct Cli {
     /// Serve the web playground at /playground (`--playground false` turns it off).
     #[arg(long, env = "BGW_PLAYGROUND", default_value_t = true, action = clap::ArgAction::Set)]
     playground: bool,
+    /// Let chat requests make the gateway fetch images from loopback, link-local and private
+    /// addresses (refused by default: SSRF guard).
+    #[arg(long, env = "BGW_ALLOW_PRIVATE_IMAGE_URLS")]
+    allow_private_image_urls: bool,
     /// Log format.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -91,9 +95,11 @@ async fn run(cli: Cli) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, "bedrock-gateway-proxy listening");
     println!("bedrock-gateway-proxy listening on http://{addr}");
-    let mut app = App::new(store, metrics, cli.max_body_bytes);
-    app.playground = cli.playground;
-    let app = Arc::new(app);
+    let app = Arc::new(
+        App::new(store, metrics, cli.max_body_bytes)
+            .allowing_private_image_urls(cli.allow_private_image_urls)
+            .serving_playground(cli.playground),
+    );
     serve(listener, app, shutdown_signal(), Duration::from_secs(cli.shutdown_grace_seconds)).await;
     drop(sim);
     Ok(())

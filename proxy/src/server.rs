@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use crate::body::ResponseBody;
 use crate::config::ConfigStore;
 use crate::endpoints;
+use crate::endpoints::chat_images::ImageFetcher;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::upstream::Upstream;
@@ -36,6 +37,8 @@ pub struct App {
     pub draining: AtomicBool,
     /// Whether `GET /playground` serves the built-in web page.
     pub playground: bool,
+    /// Fetches http(s) images of chat requests.
+    pub images: ImageFetcher,
 }
 
 impl App {
@@ -48,7 +51,20 @@ impl App {
             max_body_bytes,
             draining: AtomicBool::new(false),
             playground: true,
+            images: ImageFetcher::new(false),
         }
+    }
+
+    /// Lets chat requests make the gateway fetch images from private addresses.
+    pub fn allowing_private_image_urls(mut self, allow: bool) -> Self {
+        self.images = ImageFetcher::new(allow);
+        self
+    }
+
+    /// Serves (or not) the built-in web page at `/playground`.
+    pub fn serving_playground(mut self, on: bool) -> Self {
+        self.playground = on;
+        self
     }
 
     /// Answers one request; every outcome is a response, never an error.

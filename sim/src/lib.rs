@@ -7,6 +7,7 @@
 //! `--simulator` mode.
 
 mod auth;
+mod cache;
 mod converse;
 mod errors;
 mod eventstream;
@@ -14,6 +15,7 @@ mod faults;
 mod record;
 mod reply;
 mod request;
+mod schema;
 mod server;
 mod sigv4;
 mod stream;

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::errors::{AwsError, request_id};
 use crate::record::{RecordedRequest, Recorder};
 use crate::sigv4::SignedRequest;
-use crate::{SimConfig, auth, converse, eventstream, faults, reply, request, stream};
+use crate::{SimConfig, auth, cache, converse, eventstream, faults, reply, request, stream};
 
 /// Response body type: a whole buffer or a stream of event frames.
 type Body = UnsyncBoxBody<Bytes, io::Error>;
@@ -36,6 +36,7 @@ const MAX_MODEL_ID: usize = 2048;
 struct State {
     config: SimConfig,
     recorder: Recorder,
+    prompt_cache: cache::PromptCache,
 }
 
 /// A running simulator; dropping it (or calling [`SimHandle::shutdown`]) stops the server.
@@ -78,7 +79,11 @@ impl SimHandle {
 /// Serves the simulator on `listener` in a background task until the handle is dropped.
 pub async fn spawn(config: SimConfig, listener: TcpListener) -> SimHandle {
     let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
-    let state = Arc::new(State { config, recorder: Recorder::default() });
+    let state = Arc::new(State {
+        config,
+        recorder: Recorder::default(),
+        prompt_cache: cache::PromptCache::default(),
+    });
     let (tx, rx) = watch::channel(());
     tokio::spawn(accept_loop(listener, Arc::clone(&state), rx));
     SimHandle { addr, state, _shutdown: tx }
@@ -248,7 +253,8 @@ async fn bedrock(
     if let Some(name) = &directives.error {
         return Err(AwsError::modeled(name, &model_id).unwrap_or_else(|| AwsError::validation(name.clone())));
     }
-    let reply = reply::generate(&input, &directives);
+    let cache_use = state.prompt_cache.lookup(input.cache_prefix.as_ref());
+    let reply = reply::generate(&input, &directives, cache_use)?;
     Ok(match op {
         Operation::Converse => {
             let latency_ms = directives.latency.as_millis() as u64;

@@ -23,7 +23,7 @@ CONVERSE_STREAM_PATH = "/model/amazon.nova-lite-v1%3A0/converse-stream"
 
 
 def test_golden_cases_exist():
-    assert len(CASES) >= 15, f"expected the chat_converse golden cases under {GOLDEN}"
+    assert len(CASES) >= 50, f"expected the chat_converse golden cases under {GOLDEN}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.name)

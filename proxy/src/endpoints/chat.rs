@@ -22,13 +22,15 @@ use crate::bedrock::eventstream::EventStreamDecoder;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::openai::chat::{Usage, parse_chat_request};
+use crate::openai::chat::{Choice, Usage, parse_chat_request};
 use crate::server::App;
+use crate::snapshot::Route;
 use crate::translate::ResponseMeta;
 use crate::translate::chat_converse::{ChatStream, chat_completion, converse_request};
 use crate::translate::{StreamStep, StreamTranslator};
 
 const ENDPOINT: &str = "chat";
+const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
 /// Largest Bedrock error or Converse response body read into memory.
 const MAX_UPSTREAM_BODY: usize = 16 * 1024 * 1024;
 
@@ -64,7 +66,7 @@ async fn complete(
     let snapshot = snapshot(app)?;
     let (parts, body) = req.into_parts();
     let subject = authenticate(&parts.headers, &snapshot)?;
-    let request = parse_chat_request(&read_body(app, body).await?)?;
+    let mut request = parse_chat_request(&read_body(app, body).await?)?;
     let route =
         snapshot.routes.get(&request.model).ok_or_else(|| ApiError::model_not_found(&request.model))?;
     model_label.clone_from(&route.model.served_name);
@@ -81,47 +83,77 @@ async fn complete(
         ))
         .with_param("model"));
     }
-    let converse = converse_request(&request)?;
-    let body = serde_json::to_vec(&converse).expect("Converse request serializes");
+    app.images.inline_remote_images(&mut request).await?;
+    let translation = converse_request(&request, &route.model.model_id)?;
+    if translation.dropped_cache_points > 0 {
+        app.metrics
+            .cache_points_dropped
+            .with_label_values(&[&route.model.served_name])
+            .inc_by(u64::from(translation.dropped_cache_points));
+    }
+    let body = serde_json::to_vec(&translation.body).expect("Converse request serializes");
+    let reply = translation.reply;
     let meta = ResponseMeta { id: completion_id(), created: unix_now(), model: request.model.clone() };
     let streaming = request.stream;
-    let (target, accept) = if streaming {
-        (&route.converse_stream, "application/vnd.amazon.eventstream")
-    } else {
-        (&route.converse, "application/json")
-    };
-    let response = app.upstream.post_json(target, &route.signer, body, accept).await?;
+    if !streaming {
+        // `n` choices are `n` Converse calls, made concurrently.
+        // `repeat_n` moves the body into the last call: one request, no copy.
+        let bodies = std::iter::repeat_n(body, request.n as usize);
+        let calls = bodies.map(|body| converse_once(app, route, &request.model, body));
+        let mut answers = futures_util::future::try_join_all(calls).await?.into_iter();
+        let first = answers.next().expect("n is at least 1");
+        let mut completion = chat_completion(first, &meta, &reply);
+        for (index, converse) in (1..).zip(answers) {
+            let more = chat_completion(converse, &meta, &reply);
+            completion.usage = completion.usage.plus(&more.usage);
+            completion.choices.extend(more.choices.into_iter().map(|c| Choice { index, ..c }));
+        }
+        record_tokens(&app.metrics, &route.model.served_name, &completion.usage);
+        return Ok(json_response(
+            StatusCode::OK,
+            serde_json::to_vec(&completion).expect("completion serializes"),
+        ));
+    }
+    let response = app.upstream.post_json(&route.converse_stream, &route.signer, body, EVENT_STREAM).await?;
     if !response.status().is_success() {
         return Err(upstream_error(&app.metrics, &request.model, response).await);
     }
-    if streaming {
-        let include_usage = request.stream_options.include_usage;
-        let sse = SseBody {
-            upstream: response.into_body(),
-            decoder: EventStreamDecoder::new(),
-            translator: ChatStream::new(meta, include_usage),
-            out: BytesMut::with_capacity(1024),
-            done: false,
-            finish: Some(StreamFinish {
-                metrics: app.metrics.clone(),
-                model: route.model.served_name.clone(),
-                started,
-            }),
-        };
-        let mut response = Response::new(ResponseBody::Stream(Box::pin(sse)));
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        return Ok(response);
+    let include_usage = request.stream_options.include_usage;
+    let sse = SseBody {
+        upstream: response.into_body(),
+        decoder: EventStreamDecoder::new(),
+        translator: ChatStream::new(meta, include_usage, reply),
+        out: BytesMut::with_capacity(1024),
+        done: false,
+        finish: Some(StreamFinish {
+            metrics: app.metrics.clone(),
+            model: route.model.served_name.clone(),
+            started,
+        }),
+    };
+    let mut response = Response::new(ResponseBody::Stream(Box::pin(sse)));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+/// One Converse call, read and parsed.
+async fn converse_once(
+    app: &App,
+    route: &Route,
+    model: &str,
+    body: Vec<u8>,
+) -> Result<ConverseResponse, ApiError> {
+    let response = app.upstream.post_json(&route.converse, &route.signer, body, "application/json").await?;
+    if !response.status().is_success() {
+        return Err(upstream_error(&app.metrics, model, response).await);
     }
     let bytes = collect_limited(response.into_body()).await?;
-    let converse: ConverseResponse = serde_json::from_slice(&bytes).map_err(|e| {
-        tracing::warn!(error = %e, model = %request.model, "Bedrock answered a Converse body the gateway cannot read");
+    serde_json::from_slice(&bytes).map_err(|e| {
+        tracing::warn!(error = %e, model = %model, "Bedrock answered a Converse body the gateway cannot read");
         ApiError::bad_gateway("Bedrock returned a response the gateway could not read.")
-    })?;
-    let completion = chat_completion(converse, &meta);
-    record_tokens(&app.metrics, &route.model.served_name, &completion.usage);
-    Ok(json_response(StatusCode::OK, serde_json::to_vec(&completion).expect("completion serializes")))
+    })
 }
 
 /// Reads a Bedrock error response and maps it to the caller's error.
@@ -149,6 +181,10 @@ async fn collect_limited(body: Incoming) -> Result<Bytes, ApiError> {
 fn record_tokens(metrics: &Metrics, model: &str, usage: &Usage) {
     metrics.tokens.with_label_values(&[model, "input"]).inc_by(usage.prompt_tokens);
     metrics.tokens.with_label_values(&[model, "output"]).inc_by(usage.completion_tokens);
+    if let Some(details) = &usage.prompt_tokens_details {
+        metrics.tokens.with_label_values(&[model, "cache_read"]).inc_by(details.cached_tokens);
+        metrics.tokens.with_label_values(&[model, "cache_write"]).inc_by(details.cache_write_tokens);
+    }
 }
 
 fn kind_name(kind: ModelKind) -> &'static str {

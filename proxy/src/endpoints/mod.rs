@@ -1,6 +1,7 @@
 //! HTTP endpoints, one file per API surface, and the helpers they share.
 
 pub mod chat;
+pub mod chat_images;
 pub mod models;
 pub mod ops;
 pub mod playground;
