@@ -397,11 +397,24 @@ fn cache_control_becomes_a_cache_point_after_its_part() {
 }
 
 #[test]
-fn unknown_fields_are_refused() {
+fn unknown_top_level_fields_join_additional_model_request_fields() {
+    // `extra_body={"top_k": ...}`-style parameters reach Bedrock; the explicit object wins a clash.
+    let body = with(json!({
+        "anthropic_beta": ["context-1m"],
+        "guardrail_hint": "x",
+        "additional_model_request_fields": {"guardrail_hint": "explicit"},
+        "store": true,
+        "audio_tag": null
+    }));
+    let request = parse_chat_request(body.as_bytes()).expect("accepted");
     assert_eq!(
-        refused(&with(json!({"temprature": 0.5}))),
-        ("Unrecognized request argument supplied: `temprature`.".to_owned(), param("temprature"))
+        Value::Object(request.additional_model_request_fields),
+        json!({"anthropic_beta": ["context-1m"], "guardrail_hint": "explicit"})
     );
+}
+
+#[test]
+fn unknown_message_fields_are_refused() {
     assert_eq!(
         refused(r#"{"model": "m", "messages": [{"role": "user", "content": "hi", "mood": "happy"}]}"#),
         ("Unrecognized request argument supplied: `messages[0].mood`.".to_owned(), param("messages[0].mood"))

@@ -9,7 +9,8 @@
 //! the families that take them and are ignored elsewhere (see `translate::chat_converse`).
 //!
 //! Extensions beyond OpenAI's schema: `top_k`, `additional_model_request_fields` (an object passed
-//! as is to Bedrock's `additionalModelRequestFields`), and on assistant messages `thinking_blocks`
+//! as is to Bedrock's `additionalModelRequestFields`; unknown top-level keys, as the SDKs send
+//! `extra_body`, join it, so model-specific parameters reach Bedrock, which judges them), and on assistant messages `thinking_blocks`
 //! (the signed thinking of an earlier response, returned unchanged) and `reasoning_content`
 //! (accepted and ignored, so a response message can be sent back as it came).
 
@@ -542,9 +543,28 @@ fn check_rest(
     Ok(())
 }
 
+/// Unknown top-level keys (the SDKs' `extra_body`) joined to `additional_model_request_fields`,
+/// which wins on a clash; OpenAI fields Bedrock cannot honour are refused.
+fn extra_body_fields(
+    rest: Map<String, Value>,
+    mut explicit: Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
+    for (key, value) in rest {
+        if value.is_null() || HARMLESS_FIELDS.contains(&key.as_str()) {
+            continue;
+        }
+        if UNSUPPORTED_FIELDS.contains(&key.as_str()) {
+            return Err(unsupported(key));
+        }
+        explicit.entry(key).or_insert(value);
+    }
+    Ok(explicit)
+}
+
 impl WireRequest {
     fn validate(self) -> Result<ChatCompletionRequest, ApiError> {
-        check_rest(&self.rest, HARMLESS_FIELDS, UNSUPPORTED_FIELDS, str::to_owned)?;
+        let additional_model_request_fields =
+            extra_body_fields(self.rest, self.additional_model_request_fields.unwrap_or_default())?;
         let n = self.n.unwrap_or(1);
         if n == 0 || n > MAX_CHOICES {
             return Err(invalid("n".into(), format_args!("it must be between 1 and {MAX_CHOICES}")));
@@ -638,7 +658,7 @@ impl WireRequest {
             seed: self.seed,
             frequency_penalty: self.frequency_penalty,
             presence_penalty: self.presence_penalty,
-            additional_model_request_fields: self.additional_model_request_fields.unwrap_or_default(),
+            additional_model_request_fields,
         })
     }
 }
