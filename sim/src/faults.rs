@@ -30,6 +30,8 @@ pub(crate) struct Directives {
     pub garbage: bool,
     /// `[[sim:reply=TEXT]]`: the exact reply text.
     pub reply: Option<String>,
+    /// `[[sim:filter]]`: the content filters block the prompt (InvokeModel image models).
+    pub filter: bool,
     /// The message text with directives removed and whitespace normalized.
     pub clean_text: String,
 }
@@ -80,6 +82,7 @@ pub(crate) fn parse(text: &str) -> Result<Directives, AwsError> {
             }
             ("reset", None) => d.reset = true,
             ("garbage", None) => d.garbage = true,
+            ("filter", None) => d.filter = true,
             _ => return Err(bad(format!("bedrock-sim: unknown directive [[sim:{body}]]"))),
         }
     }

@@ -101,7 +101,7 @@ impl ConverseInput {
     }
 }
 
-fn malformed(detail: impl std::fmt::Display) -> AwsError {
+pub(crate) fn malformed(detail: impl std::fmt::Display) -> AwsError {
     AwsError::validation(format!(
         "Malformed input request: {detail}, please reformat your input and try again."
     ))
