@@ -19,6 +19,8 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     /// Tokens by model and type (`input`, `output`, `cache_read`, `cache_write`).
     pub tokens: IntCounterVec,
+    /// Images returned, by model.
+    pub images: IntCounterVec,
     /// Config loads by result (`success`, `failure`).
     pub config_reloads: IntCounterVec,
     /// Generation of the config being served.
@@ -62,6 +64,11 @@ impl Metrics {
             &["model", "type"],
         )
         .expect("valid metric");
+        let images = IntCounterVec::new(
+            Opts::new("bedrock_gateway_images_total", "Images returned, by model."),
+            &["model"],
+        )
+        .expect("valid metric");
         let config_reloads = IntCounterVec::new(
             Opts::new("bedrock_gateway_config_reloads_total", "Config loads, by result."),
             &["result"],
@@ -75,12 +82,22 @@ impl Metrics {
             Box::new(duration.clone()),
             Box::new(upstream_errors.clone()),
             Box::new(tokens.clone()),
+            Box::new(images.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_generation.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
-        Metrics { registry, requests, duration, upstream_errors, tokens, config_reloads, config_generation }
+        Metrics {
+            registry,
+            requests,
+            duration,
+            upstream_errors,
+            tokens,
+            images,
+            config_reloads,
+            config_generation,
+        }
     }
 
     /// The Prometheus text exposition of every family.

@@ -24,6 +24,7 @@ mod sigv4;
 mod stream;
 
 pub use embed::embedding_vector;
+pub use png::grey_png;
 pub use record::RecordedRequest;
 pub use server::{SimHandle, spawn};
 

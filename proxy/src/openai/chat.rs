@@ -13,6 +13,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::parse::{check_rest, missing, not_yet, parse_error, unparsable};
 use crate::error::ApiError;
 
 /// Who wrote a message.
@@ -232,62 +233,6 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatCompletionRequest, ApiError
     let wire: WireRequest = serde_path_to_error::deserialize(&mut de).map_err(parse_error)?;
     de.end().map_err(|e| unparsable(&e))?;
     wire.validate()
-}
-
-fn unparsable(err: &serde_json::Error) -> ApiError {
-    ApiError::invalid_request(format!(
-        "We could not parse the JSON body of your request. The API expects a JSON payload, \
-         but what was sent was not valid JSON: {err}."
-    ))
-}
-
-fn parse_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    let path = err.path().to_string();
-    let inner = err.into_inner();
-    if !inner.is_data() {
-        return unparsable(&inner);
-    }
-    // serde_json appends the position; the path already says where the problem is.
-    let detail = inner.to_string();
-    let suffix = format!(" at line {} column {}", inner.line(), inner.column());
-    let detail = detail.strip_suffix(&suffix).unwrap_or(&detail);
-    if path == "." {
-        // Not an object at all, or a duplicated top-level key.
-        return ApiError::invalid_request(format!(
-            "We could not parse the JSON body of your request: {detail}."
-        ));
-    }
-    ApiError::invalid_request(format!("Invalid value for `{path}`: {detail}.")).with_param(path)
-}
-
-fn missing(path: String) -> ApiError {
-    ApiError::invalid_request(format!("Missing required parameter: `{path}`.")).with_param(path)
-}
-
-fn not_yet(path: String) -> ApiError {
-    ApiError::invalid_request(format!("`{path}` is not supported yet by this gateway.")).with_param(path)
-}
-
-/// Refuses every non-null key of `rest` that is not harmless; `null` reads as absent.
-fn check_rest(
-    rest: &Map<String, Value>,
-    harmless: &[&str],
-    not_yet_fields: &[&str],
-    path: impl Fn(&str) -> String,
-) -> Result<(), ApiError> {
-    for (key, value) in rest {
-        if value.is_null() || harmless.contains(&key.as_str()) {
-            continue;
-        }
-        let path = path(key);
-        return Err(if not_yet_fields.contains(&key.as_str()) {
-            not_yet(path)
-        } else {
-            ApiError::invalid_request(format!("Unrecognized request argument supplied: `{path}`."))
-                .with_param(path)
-        });
-    }
-    Ok(())
 }
 
 impl WireRequest {
