@@ -107,6 +107,31 @@ async fn cohere_batches_by_96_with_usage_from_the_header() {
 }
 
 #[tokio::test]
+async fn a_model_can_set_the_default_cohere_input_type() {
+    let h = Harness::start().await;
+    let manifest = "apiVersion: bedrockgateway.io/v1alpha1\nkind: BedrockModel\n\
+                    metadata: {name: cohere-query, namespace: ai-gateway}\n\
+                    spec: {accountRef: demo, modelId: cohere.embed-multilingual-v3, embedding: {inputType: search_query}}\n";
+    let body = json!({"model": "demo/cohere-query", "input": "where is it"});
+    let mut r = post_json(&h, "/v1/embeddings", body.clone()).await;
+    for attempt in 0..50 {
+        if r.status != StatusCode::NOT_FOUND {
+            break;
+        }
+        // A changed file on every attempt: the watcher may take its first look after a write.
+        std::fs::write(h.dir.join("queries.yaml"), format!("{manifest}# attempt {attempt}\n")).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        r = post_json(&h, "/v1/embeddings", body.clone()).await;
+    }
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        floats(&r.json()["data"][0]["embedding"]),
+        embedding_vector("search_query:where is it", 1024, false)
+    );
+    assert_eq!(body_of(&invokes(&h)[0])["input_type"], "search_query");
+}
+
+#[tokio::test]
 async fn a_model_of_another_kind_is_a_clear_400() {
     let h = Harness::start().await;
     let r = post_json(&h, "/v1/embeddings", json!({"model": "demo/nova-lite", "input": "x"})).await;

@@ -120,8 +120,10 @@ async fn run_case(translator: &str, dir: &Path) -> Result<(), String> {
             };
             let family = embedding_family(&model_id).ok_or("model_id.txt names no embedding family")?;
             if family == EmbeddingFamily::Cohere {
-                if !requests(dir, embeddings_cohere::cohere_requests(&req))?
-                    || !has(dir, "bedrock_responses.json")
+                if !requests(
+                    dir,
+                    embeddings_cohere::cohere_requests(&req, embeddings_cohere::DEFAULT_INPUT_TYPE),
+                )? || !has(dir, "bedrock_responses.json")
                 {
                     return Ok(());
                 }

@@ -67,7 +67,11 @@ async fn embed(
             embeddings_titan::embedding_list(responses, &request)
         }
         EmbeddingFamily::Cohere => {
-            let calls = embeddings_cohere::cohere_requests(&request)?;
+            let default_input_type = route
+                .model
+                .embedding_input_type
+                .map_or(embeddings_cohere::DEFAULT_INPUT_TYPE, |t| t.as_str());
+            let calls = embeddings_cohere::cohere_requests(&request, default_input_type)?;
             let bodies =
                 calls.iter().map(|c| serde_json::to_vec(c).expect("Cohere request serializes")).collect();
             let batches = invoke_all(app, route, bodies, |headers, body| {

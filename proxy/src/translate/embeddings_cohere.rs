@@ -1,7 +1,8 @@
 //! OpenAI embeddings <-> Cohere Embed v3 English / multilingual (InvokeModel, batches of 96).
 //!
 //! Inputs are sent in batches of up to 96 texts (Cohere's limit per call), in order;
-//! `input_type` (extra field) defaults to `search_document`. Cohere v3 vectors have 1024
+//! `input_type` (extra field) defaults to the model's `spec.embedding.inputType`, else
+//! `search_document`. Cohere v3 vectors have 1024
 //! dimensions, so `dimensions` may only be 1024. Usage comes from Bedrock's
 //! `X-Amzn-Bedrock-Input-Token-Count` header, as the body carries no counts.
 
@@ -11,7 +12,7 @@ use crate::openai::embeddings::{EmbeddingList, EmbeddingRequest};
 
 /// Most texts Cohere Embed takes in one call.
 pub const MAX_TEXTS_PER_CALL: usize = 96;
-/// `input_type` when the request names none.
+/// `input_type` when neither the request nor the model names one.
 pub const DEFAULT_INPUT_TYPE: &str = "search_document";
 /// `input_type` values for text.
 const INPUT_TYPES: [&str; 4] = ["search_document", "search_query", "classification", "clustering"];
@@ -20,9 +21,13 @@ const MAX_CHARS: usize = 2048;
 /// Vector length of Cohere Embed v3.
 const DIMENSIONS: u32 = 1024;
 
-/// The Cohere requests for `req`: its inputs in order, in batches of [`MAX_TEXTS_PER_CALL`].
-pub fn cohere_requests(req: &EmbeddingRequest) -> Result<Vec<CohereEmbedRequest<'_>>, ApiError> {
-    let input_type = req.input_type.as_deref().unwrap_or(DEFAULT_INPUT_TYPE);
+/// The Cohere requests for `req`: its inputs in order, in batches of [`MAX_TEXTS_PER_CALL`];
+/// `default_input_type` applies when the request names none.
+pub fn cohere_requests<'a>(
+    req: &'a EmbeddingRequest,
+    default_input_type: &'a str,
+) -> Result<Vec<CohereEmbedRequest<'a>>, ApiError> {
+    let input_type = req.input_type.as_deref().unwrap_or(default_input_type);
     if !INPUT_TYPES.contains(&input_type) {
         return Err(ApiError::invalid_request(format!(
             "Invalid value for `input_type`: `{input_type}`. Use one of {}.",
