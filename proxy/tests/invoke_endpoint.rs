@@ -46,6 +46,14 @@ async fn titan_fans_out_one_call_per_input_in_order() {
     assert_eq!(v["object"], "list");
     assert_eq!(v["model"], "demo/titan-embed-v2");
     assert_eq!(v["usage"], json!({"prompt_tokens": 60, "total_tokens": 60}));
+    let metrics = h.call(Method::GET, "/metrics", None, None).await.text();
+    assert!(
+        metrics.contains("bedrock_gateway_tokens_total{model=\"demo/titan-embed-v2\",type=\"input\"} 60"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        "bedrock_gateway_requests_total{endpoint=\"embeddings\",model=\"demo/titan-embed-v2\",status=\"200\"} 1"
+    ));
     let data = v["data"].as_array().unwrap();
     assert_eq!(data.len(), 20);
     for (i, item) in data.iter().enumerate() {
@@ -189,6 +197,8 @@ async fn nova_canvas_generates_real_pngs_of_the_requested_size() {
     for image in data {
         assert_eq!(png_size(image["b64_json"].as_str().unwrap()), (1280, 720));
     }
+    let metrics = h.call(Method::GET, "/metrics", None, None).await.text();
+    assert!(metrics.contains("bedrock_gateway_images_total{model=\"demo/nova-canvas\"} 2"), "{metrics}");
     let calls = invokes(&h);
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].path, "/model/amazon.nova-canvas-v1%3A0/invoke");
