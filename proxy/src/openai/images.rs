@@ -129,7 +129,7 @@ const HARMLESS_FIELDS: &[&str] = &["user", "moderation"];
 const NOT_YET_FIELDS: &[&str] = &["output_compression", "partial_images", "input_fidelity"];
 
 /// The raw fields of either request, before validation (multipart values arrive as text).
-#[derive(Default, Deserialize)]
+#[derive(Deserialize)]
 #[serde(expecting = "a JSON object")]
 struct WireOptions {
     model: Option<String>,
