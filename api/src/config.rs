@@ -187,7 +187,13 @@ pub struct Model {
     /// Private price overrides (USD).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Cost>,
+    /// Cohere `input_type` for embedding requests that send none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_input_type: Option<EmbeddingInputType>,
 }
+
+/// Cohere Embed `input_type` values: the CRD's enum as is.
+pub type EmbeddingInputType = crate::crd::model::EmbeddingInputType;
 
 /// Private prices of a model, overriding the built-in table (USD): the CRD's shape as is.
 pub type Cost = crate::crd::model::CostSpec;

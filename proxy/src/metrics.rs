@@ -21,6 +21,8 @@ pub struct Metrics {
     pub tokens: IntCounterVec,
     /// `cache_control` marks left out because the model does not cache there, by model.
     pub cache_points_dropped: IntCounterVec,
+    /// Images returned, by model.
+    pub images: IntCounterVec,
     /// Config loads by result (`success`, `failure`).
     pub config_reloads: IntCounterVec,
     /// Generation of the config being served.
@@ -72,6 +74,11 @@ impl Metrics {
             &["model"],
         )
         .expect("valid metric");
+        let images = IntCounterVec::new(
+            Opts::new("bedrock_gateway_images_total", "Images returned, by model."),
+            &["model"],
+        )
+        .expect("valid metric");
         let config_reloads = IntCounterVec::new(
             Opts::new("bedrock_gateway_config_reloads_total", "Config loads, by result."),
             &["result"],
@@ -86,6 +93,7 @@ impl Metrics {
             Box::new(upstream_errors.clone()),
             Box::new(tokens.clone()),
             Box::new(cache_points_dropped.clone()),
+            Box::new(images.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_generation.clone()),
         ] {
@@ -98,6 +106,7 @@ impl Metrics {
             upstream_errors,
             tokens,
             cache_points_dropped,
+            images,
             config_reloads,
             config_generation,
         }

@@ -82,9 +82,22 @@ impl App {
             (&Method::POST, "/v1/chat/completions") => {
                 endpoints::chat::completions(&self, req, started).await
             }
-            (_, "/healthz" | "/readyz" | "/metrics" | "/v1/models" | "/v1/chat/completions") => {
-                Err(ApiError::method_not_allowed(format!("{} is not allowed on {path}.", req.method())))
+            (&Method::POST, "/v1/embeddings") => endpoints::embeddings::create(&self, req, started).await,
+            (&Method::POST, "/v1/images/generations") => {
+                endpoints::images::generations(&self, req, started).await
             }
+            (&Method::POST, "/v1/images/edits") => endpoints::images::edits(&self, req, started).await,
+            (
+                _,
+                "/healthz"
+                | "/readyz"
+                | "/metrics"
+                | "/v1/models"
+                | "/v1/chat/completions"
+                | "/v1/embeddings"
+                | "/v1/images/generations"
+                | "/v1/images/edits",
+            ) => Err(ApiError::method_not_allowed(format!("{} is not allowed on {path}.", req.method()))),
             _ => Err(ApiError::not_found(format!("Unknown request URL: {} {path}.", req.method()))),
         };
         result.unwrap_or_else(|e| endpoints::error_response(&e))

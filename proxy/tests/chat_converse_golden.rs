@@ -15,6 +15,8 @@
 //! `UPDATE_GOLDEN=1 cargo test -p bedrock-gateway-proxy --test chat_converse_golden` rewrites the
 //! expected files from the current output; review the diff before committing.
 
+mod golden_support;
+
 use std::fs;
 use std::path::Path;
 
@@ -22,13 +24,12 @@ use aws_smithy_eventstream::frame::write_message_to;
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use aws_smithy_types::str_bytes::StrBytes;
 use bytes::BytesMut;
+use golden_support::{check_bytes, check_json, error_value};
 use proxy::bedrock::converse::ConverseResponse;
 use proxy::bedrock::eventstream::EventStreamDecoder;
-use proxy::error::ApiError;
 use proxy::openai::chat::parse_chat_request;
 use proxy::translate::chat_converse::{ChatStream, ReplyContext, chat_completion, converse_request};
 use proxy::translate::{ResponseMeta, StreamStep, StreamTranslator};
-use serde::Serialize;
 use serde_json::{Value, json};
 
 const ID: &str = "chatcmpl-golden";
@@ -153,51 +154,5 @@ fn frame(line: &Value) -> Message {
             .add_header(header(":error-code", &text("error")))
             .add_header(header(":error-message", &text("message")))
             .add_header(header(":message-type", "error"))
-    }
-}
-
-fn error_value(err: &ApiError) -> Value {
-    let body: Value = serde_json::from_slice(&err.to_json()).unwrap();
-    json!({"status": err.status.as_u16(), "body": body})
-}
-
-/// Compares what `actual` puts on the wire (so an `f32` reads as its shortest decimal form)
-/// with the expected file, as JSON values; updates write it in field order.
-fn check_json(dir: &Path, name: &str, actual: &impl Serialize, update: bool) -> Result<(), String> {
-    let path = dir.join(name);
-    if update {
-        fs::write(&path, format!("{}\n", serde_json::to_string_pretty(actual).unwrap())).unwrap();
-        return Ok(());
-    }
-    let actual: Value = serde_json::from_slice(&serde_json::to_vec(actual).unwrap()).unwrap();
-    let raw = fs::read(&path).map_err(|e| format!("{name}: {e} (run with UPDATE_GOLDEN=1 to create it)"))?;
-    let expected: Value = serde_json::from_slice(&raw).map_err(|e| format!("{name}: {e}"))?;
-    if expected == actual {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name} differs\n--- expected\n{}\n--- actual\n{}",
-            serde_json::to_string_pretty(&expected).unwrap(),
-            serde_json::to_string_pretty(&actual).unwrap()
-        ))
-    }
-}
-
-fn check_bytes(dir: &Path, name: &str, actual: &[u8], update: bool) -> Result<(), String> {
-    let path = dir.join(name);
-    if update {
-        fs::write(&path, actual).unwrap();
-        return Ok(());
-    }
-    let expected =
-        fs::read(&path).map_err(|e| format!("{name}: {e} (run with UPDATE_GOLDEN=1 to create it)"))?;
-    if expected == actual {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name} differs\n--- expected\n{}\n--- actual\n{}",
-            String::from_utf8_lossy(&expected),
-            String::from_utf8_lossy(actual)
-        ))
     }
 }

@@ -37,6 +37,8 @@ pub(crate) struct Directives {
     pub redacted_thinking: bool,
     /// `[[sim:guardrail]]`: a guardrail blocks the answer (`guardrail_intervened`).
     pub guardrail: bool,
+    /// `[[sim:filter]]`: the content filters block the prompt (InvokeModel image models).
+    pub filter: bool,
     /// The message text with directives removed and whitespace normalized.
     pub clean_text: String,
 }
@@ -101,6 +103,7 @@ pub(crate) fn parse(text: &str) -> Result<Directives, AwsError> {
             ("guardrail", None) => d.guardrail = true,
             ("reset", None) => d.reset = true,
             ("garbage", None) => d.garbage = true,
+            ("filter", None) => d.filter = true,
             _ => return Err(bad(format!("bedrock-sim: unknown directive [[sim:{body}]]"))),
         }
     }

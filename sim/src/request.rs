@@ -166,7 +166,7 @@ pub(crate) fn thinking_signature(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(digest)
 }
 
-fn malformed(detail: impl std::fmt::Display) -> AwsError {
+pub(crate) fn malformed(detail: impl std::fmt::Display) -> AwsError {
     AwsError::validation(format!(
         "Malformed input request: {detail}, please reformat your input and try again."
     ))

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from e2e_helpers import DEMO_MODELS
 from conftest import NOVA_ONLY_KEY, QUICKSTART_KEY, REPO, start_gateway_proc
 
 CHROMIUM = os.environ.get("BGW_CHROMIUM", "/usr/bin/chromium")
@@ -106,7 +107,9 @@ def test_models_are_grouped_by_account_and_limited_to_the_key(page: Page):
     expect(groups).to_have_count(1)
     assert groups.first.get_attribute("label") == "demo"
     values = page.locator("#model option").evaluate_all("os => os.map(o => o.value)")
-    assert values == ["demo/claude-sonnet", "demo/nova-lite", "demo/team-profile"]
+    assert values == DEMO_MODELS
+    labels = page.locator("#model option").evaluate_all("os => os.map(o => o.textContent)")
+    assert "demo/titan-embed-v2 (embedding)" in labels and "demo/nova-canvas (image)" in labels
     shot(page, "02-models")
     # Another key sees only what its policy grants.
     use_key(page, NOVA_ONLY_KEY)
@@ -190,3 +193,42 @@ def test_playground_can_be_switched_off(gateway, logdir):
         assert r.json()["error"]["message"] == "Unknown request URL: GET /playground."
     finally:
         gw.proc.stop()
+
+
+def test_embedding_form_shows_the_vector(page: Page):
+    use_key(page, QUICKSTART_KEY)
+    page.select_option("#model", "demo/titan-embed-v2")
+    expect(page.locator("#embedding-panel")).to_be_visible()
+    expect(page.locator("#chat-panel")).to_be_hidden()
+    page.fill("#embedding-input", "vectors please")
+    page.click("#embed")
+    expect(page.locator(".vector-size")).to_have_text("1024 dimensions")
+    values = page.locator(".vector-values").inner_text()
+    assert values.startswith("[") and values.endswith(", ...]") and values.count(",") == 8
+    expect(page.locator("#stats")).to_contain_text("tokens 2 in")
+    shot(page, "08-embedding")
+    page.click("#code summary")
+    assert "client.embeddings.create(" in page.locator("#code-text").inner_text()
+
+
+def test_image_form_shows_the_generated_images(page: Page):
+    use_key(page, QUICKSTART_KEY)
+    page.select_option("#model", "demo/nova-canvas")
+    expect(page.locator("#image-panel")).to_be_visible()
+    page.fill("#image-prompt", "a lighthouse at dusk")
+    page.select_option("#image-size", "512x512")
+    page.fill("#image-n", "2")
+    page.click("#generate")
+    images = page.locator("#image-result img")
+    expect(images).to_have_count(2)
+    # The browser decoded the PNGs the simulator drew at the requested size.
+    sizes = images.evaluate_all("is => is.map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+    assert sizes == [[True, 512, 512], [True, 512, 512]]
+    expect(page.locator("#stats")).to_contain_text("2 images")
+    shot(page, "09-images")
+    # A refused prompt shows the gateway's message as it is.
+    page.fill("#image-prompt", "[[sim:filter]] something blocked")
+    page.click("#generate")
+    expect(page.locator("#error")).to_be_visible()
+    assert "content filters" in page.locator("#error").inner_text().lower()
+    shot(page, "10-image-refused")

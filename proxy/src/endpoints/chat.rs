@@ -4,20 +4,18 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use api::config::ModelKind;
 use bytes::{Bytes, BytesMut};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::{json_response, read_body, snapshot};
+use super::{authorize, collect_limited, json_response, read_body, snapshot, unix_now, upstream_error};
 use crate::auth::authenticate;
 use crate::bedrock::converse::ConverseResponse;
-use crate::bedrock::errors::api_error;
 use crate::bedrock::eventstream::EventStreamDecoder;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
@@ -31,8 +29,6 @@ use crate::translate::{StreamStep, StreamTranslator};
 
 const ENDPOINT: &str = "chat";
 const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
-/// Largest Bedrock error or Converse response body read into memory.
-const MAX_UPSTREAM_BODY: usize = 16 * 1024 * 1024;
 
 /// Handles one chat completion, streaming or not, and records its metrics.
 pub async fn completions(
@@ -70,19 +66,7 @@ async fn complete(
     let route =
         snapshot.routes.get(&request.model).ok_or_else(|| ApiError::model_not_found(&request.model))?;
     model_label.clone_from(&route.model.served_name);
-    if !snapshot.policies.allows(subject, &request.model) {
-        return Err(ApiError::forbidden(format!("You do not have access to the model `{}`.", request.model))
-            .with_param("model")
-            .with_code("model_not_allowed"));
-    }
-    if route.model.kind != ModelKind::Chat {
-        return Err(ApiError::invalid_request(format!(
-            "The model `{}` is an {} model and cannot be used with /v1/chat/completions.",
-            request.model,
-            kind_name(route.model.kind)
-        ))
-        .with_param("model"));
-    }
+    authorize(&snapshot, subject, route, ModelKind::Chat)?;
     app.images.inline_remote_images(&mut request).await?;
     let translation = converse_request(&request, &route.model.model_id)?;
     if translation.dropped_cache_points > 0 {
@@ -156,28 +140,6 @@ async fn converse_once(
     })
 }
 
-/// Reads a Bedrock error response and maps it to the caller's error.
-async fn upstream_error(metrics: &Metrics, model: &str, response: Response<Incoming>) -> ApiError {
-    let status = response.status().as_u16();
-    let error_type = response
-        .headers()
-        .get("x-amzn-errortype")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(':').next().unwrap_or(v).to_owned());
-    let body = collect_limited(response.into_body()).await.unwrap_or_default();
-    let label = error_type.as_deref().unwrap_or("Unknown");
-    metrics.upstream_errors.with_label_values(&[model, label]).inc();
-    api_error(status, error_type.as_deref(), &body, model)
-}
-
-async fn collect_limited(body: Incoming) -> Result<Bytes, ApiError> {
-    http_body_util::Limited::new(body, MAX_UPSTREAM_BODY)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|_| ApiError::bad_gateway("The Bedrock response ended before it was complete."))
-}
-
 fn record_tokens(metrics: &Metrics, model: &str, usage: &Usage) {
     metrics.tokens.with_label_values(&[model, "input"]).inc_by(usage.prompt_tokens);
     metrics.tokens.with_label_values(&[model, "output"]).inc_by(usage.completion_tokens);
@@ -187,23 +149,11 @@ fn record_tokens(metrics: &Metrics, model: &str, usage: &Usage) {
     }
 }
 
-fn kind_name(kind: ModelKind) -> &'static str {
-    match kind {
-        ModelKind::Chat => "chat",
-        ModelKind::Embedding => "embedding",
-        ModelKind::Image => "image",
-    }
-}
-
 fn completion_id() -> String {
     let mut id = String::with_capacity(33);
     id.push_str("chatcmpl-");
     id.extend(std::iter::repeat_with(fastrand::alphanumeric).take(24));
     id
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// What a stream records when it ends, however it ends.

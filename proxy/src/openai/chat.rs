@@ -22,6 +22,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::parse::{check_rest, invalid, missing, parse_error, unparsable, unsupported};
 use crate::error::ApiError;
 
 /// Who wrote a message.
@@ -480,69 +481,6 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatCompletionRequest, ApiError
     wire.validate()
 }
 
-fn unparsable(err: &serde_json::Error) -> ApiError {
-    ApiError::invalid_request(format!(
-        "We could not parse the JSON body of your request. The API expects a JSON payload, \
-         but what was sent was not valid JSON: {err}."
-    ))
-}
-
-fn parse_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    let path = err.path().to_string();
-    let inner = err.into_inner();
-    if !inner.is_data() {
-        return unparsable(&inner);
-    }
-    // serde_json appends the position; the path already says where the problem is.
-    let detail = inner.to_string();
-    let suffix = format!(" at line {} column {}", inner.line(), inner.column());
-    let detail = detail.strip_suffix(&suffix).unwrap_or(&detail);
-    if path == "." {
-        // Not an object at all, or a duplicated top-level key.
-        return ApiError::invalid_request(format!(
-            "We could not parse the JSON body of your request: {detail}."
-        ));
-    }
-    ApiError::invalid_request(format!("Invalid value for `{path}`: {detail}.")).with_param(path)
-}
-
-fn missing(path: String) -> ApiError {
-    ApiError::invalid_request(format!("Missing required parameter: `{path}`.")).with_param(path)
-}
-
-fn invalid(path: String, detail: impl fmt::Display) -> ApiError {
-    ApiError::invalid_request(format!("Invalid value for `{path}`: {detail}.")).with_param(path)
-}
-
-fn unsupported(path: String) -> ApiError {
-    ApiError::invalid_request(format!(
-        "`{path}` is not supported by this gateway: Bedrock has no equivalent."
-    ))
-    .with_param(path)
-}
-
-/// Refuses every non-null key of `rest` that is not harmless; `null` reads as absent.
-fn check_rest(
-    rest: &Map<String, Value>,
-    harmless: &[&str],
-    unsupported_fields: &[&str],
-    path: impl Fn(&str) -> String,
-) -> Result<(), ApiError> {
-    for (key, value) in rest {
-        if value.is_null() || harmless.contains(&key.as_str()) {
-            continue;
-        }
-        let path = path(key);
-        return Err(if unsupported_fields.contains(&key.as_str()) {
-            unsupported(path)
-        } else {
-            ApiError::invalid_request(format!("Unrecognized request argument supplied: `{path}`."))
-                .with_param(path)
-        });
-    }
-    Ok(())
-}
-
 /// Unknown top-level keys (the SDKs' `extra_body`) joined to `additional_model_request_fields`,
 /// which wins on a clash; OpenAI fields Bedrock cannot honour are refused.
 fn extra_body_fields(
@@ -782,7 +720,7 @@ impl WireMessage {
             ))
             .with_param(format!("messages[{i}].role")));
         }
-        check_rest(&self.rest, HARMLESS_MESSAGE_FIELDS, UNSUPPORTED_MESSAGE_FIELDS, |k| {
+        check_rest(&self.rest, HARMLESS_MESSAGE_FIELDS, UNSUPPORTED_MESSAGE_FIELDS, unsupported, |k| {
             format!("messages[{i}].{k}")
         })?;
         let only_for = |field: &str, present: bool, wanted: Role| {
@@ -874,7 +812,7 @@ impl WirePart {
             };
             return Err(invalid(path("type"), detail));
         }
-        check_rest(&self.rest, &[], &[], |k| path(k))?;
+        check_rest(&self.rest, &[], &[], unsupported, |k| path(k))?;
         out.push(match kind.as_str() {
             "text" => ContentPart::Text(self.text.ok_or_else(|| missing(path("text")))?),
             // A refusal the model wrote earlier carries no instructions; it is dropped.
