@@ -19,7 +19,7 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     /// Tokens by model and type (`input`, `output`, `cache_read`, `cache_write`).
     pub tokens: IntCounterVec,
-    /// Config loads by result (`success`, `failure`).
+    /// Config loads by result (`success`, `error`).
     pub config_reloads: IntCounterVec,
     /// Generation of the config being served.
     pub config_generation: IntGauge,
@@ -50,7 +50,10 @@ impl Metrics {
         )
         .expect("valid metric");
         let upstream_errors = IntCounterVec::new(
-            Opts::new("bedrock_gateway_upstream_errors_total", "Errors answered by Bedrock, by model and AWS error type."),
+            Opts::new(
+                "bedrock_gateway_upstream_errors_total",
+                "Errors answered by Bedrock, by model and AWS error type.",
+            ),
             &["model", "error_type"],
         )
         .expect("valid metric");
