@@ -64,9 +64,7 @@ impl App {
             }
             (&Method::GET, "/metrics") => Ok(endpoints::ops::metrics(&self)),
             (&Method::GET, "/v1/models") => endpoints::models::list(&self, &req),
-            (&Method::POST, "/v1/chat/completions") => {
-                endpoints::chat::completions(&self, req, started).await
-            }
+            (&Method::POST, "/v1/chat/completions") => endpoints::chat::completions(&self, req, started).await,
             (_, "/healthz" | "/readyz" | "/metrics" | "/v1/models" | "/v1/chat/completions") => {
                 Err(ApiError::method_not_allowed(format!("{} is not allowed on {path}.", req.method())))
             }
@@ -92,12 +90,7 @@ impl App {
 }
 
 /// Serves `listener` until `shutdown` resolves, then lets open requests finish within `grace`.
-pub async fn serve(
-    listener: TcpListener,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
-) {
+pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>, grace: Duration) {
     serve_with(listener, app, App::handle, shutdown, grace).await;
 }
 
