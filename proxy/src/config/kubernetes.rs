@@ -5,9 +5,9 @@
 //! the list's resourceVersion; relist after `410 Gone`), so the proxy's RBAC can be limited by
 //! `resourceNames` to get/list/watch exactly these two. The operator writes the two objects back
 //! to back: changes are collected for a short settle window before the pair is checked, so a
-//! config is not rejected for a Secret that is about to arrive. While the API has not delivered a
-//! config, an optional `--config-dir` fallback (the same objects mounted as files) is served; it is
-//! silenced for good once the API delivers.
+//! config is not rejected for a Secret that is about to arrive. When the API fails or has not
+//! delivered a config within two seconds of the start, an optional `--config-dir` fallback (the same
+//! objects mounted as files) is served until the API delivers one; it is then silenced for good.
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -26,6 +26,9 @@ use super::{Publisher, document, polling};
 
 /// How long changes are collected after the first one before the pair is checked.
 const SETTLE: Duration = Duration::from_millis(200);
+
+/// How long the API may take to deliver a first config before the fallback is served.
+const FALLBACK_AFTER: Duration = Duration::from_secs(2);
 
 /// The operator's ConfigMap and Secret, watched through the Kubernetes API.
 pub struct KubeSource {
@@ -92,7 +95,17 @@ impl KubeSource {
             delivered: false,
             fallback: None,
         };
-        while let Some(change) = changes.next().await {
+        // The client retries a failing apiserver for a while before the watch reports an error.
+        let give_up_at = tokio::time::Instant::now() + FALLBACK_AFTER;
+        loop {
+            let change = tokio::select! {
+                change = changes.next() => change,
+                () = tokio::time::sleep_until(give_up_at), if follower.may_fall_back() => {
+                    follower.start_fallback();
+                    continue;
+                }
+            };
+            let Some(change) = change else { break };
             let mut changed = follower.absorb(change);
             let mut settle = pin!(tokio::time::sleep(SETTLE));
             loop {
@@ -144,10 +157,15 @@ impl Follower<'_> {
         true
     }
 
+    /// Whether a fallback is configured, not running yet, and still needed.
+    fn may_fall_back(&self) -> bool {
+        self.source.fallback.is_some() && self.fallback.is_none() && !self.delivered
+    }
+
     /// Serves the `--config-dir` fallback, once, if the API has not delivered a config yet.
     fn start_fallback(&mut self) {
         let Some(dir) = &self.source.fallback else { return };
-        if self.fallback.is_some() || self.delivered {
+        if !self.may_fall_back() {
             return;
         }
         tracing::warn!(dir = %polling::LocalSource::origin(dir), "serving the fallback until the Kubernetes API answers");

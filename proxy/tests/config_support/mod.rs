@@ -62,10 +62,10 @@ pub fn documents(rendered: &Rendered) -> (String, String) {
     (serde_json::to_string(&rendered.config).unwrap(), serde_json::to_string(&rendered.credentials).unwrap())
 }
 
-/// `rendered` with `demo/nova-lite` also served as `name` (Bedrock model `model_id`).
+/// `rendered` with one of its models also served as `name` (Bedrock model `model_id`).
 pub fn with_model(rendered: &Rendered, name: &str, model_id: &str) -> Rendered {
     let mut next = rendered.clone();
-    let mut model = next.config.models["demo/nova-lite"].clone();
+    let mut model = next.config.models.values().next().expect("a model to copy").clone();
     model.served_name = name.to_owned();
     model.model_id = model_id.to_owned();
     next.config.models.insert(name.to_owned(), model);
