@@ -11,7 +11,7 @@
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use api::config::{CONFIG_FILE, CONFIG_HASH_ANNOTATION, CREDENTIALS_FILE};
@@ -195,14 +195,7 @@ impl Follower<'_> {
         let fallback = self.fallback.clone();
         let served = tokio::task::spawn_blocking(move || {
             let rendered = loaded.and_then(|(config, credentials)| document::parse(&config, &credentials));
-            let valid = rendered.and_then(|r| document::check(&r).map(|()| r));
-            // Silence the fallback before publishing, so it can never overwrite the API's config.
-            if valid.is_ok()
-                && let Some(off) = fallback
-            {
-                off.store(true, Ordering::SeqCst);
-            }
-            publisher.apply(&origin, valid)
+            publisher.apply_superseding(&origin, rendered, fallback.as_deref())
         })
         .await;
         match served {

@@ -101,6 +101,17 @@ impl Publisher {
     /// it and keeps the current snapshot. True when the config is now served. Blocking (it
     /// compiles the snapshot): call it off the async runtime.
     pub fn apply(&self, origin: &str, loaded: Result<Rendered, String>) -> bool {
+        self.apply_superseding(origin, loaded, None)
+    }
+
+    /// [`Publisher::apply`] that, when the config is valid, first sets `fallback` (from
+    /// [`Publisher::fallback`]) under the same lock, so the fallback can never publish after it.
+    pub(crate) fn apply_superseding(
+        &self,
+        origin: &str,
+        loaded: Result<Rendered, String>,
+        fallback: Option<&AtomicBool>,
+    ) -> bool {
         let rendered = match loaded.and_then(|r| document::check(&r).map(|()| r)) {
             Ok(rendered) => rendered,
             Err(problems) => {
@@ -111,6 +122,9 @@ impl Publisher {
         let mut generation = self.shared.generation.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if self.superseded.as_ref().is_some_and(|flag| flag.load(Ordering::SeqCst)) {
             return false;
+        }
+        if let Some(fallback) = fallback {
+            fallback.store(true, Ordering::SeqCst);
         }
         let next = *generation + 1;
         let snapshot = Snapshot::build(rendered, next, self.shared.sim.as_ref());
