@@ -338,11 +338,11 @@ async fn follows_modified_events_relists_after_gone_and_never_fails_a_request() 
         .await;
     let mut orphan = v3.clone();
     orphan.config.models.get_mut("demo/titan").unwrap().account = "nobody".into();
-    for (i, object) in
-        [configmap(21, "{\"version\": 1, \"accounts\": {"), configmap(22, &documents(&orphan).0)]
-            .into_iter()
-            .enumerate()
-    {
+    let mut keyless = configmap(23, "{}");
+    keyless["data"] = json!({"config.yaml": "version: 1"});
+    let invalid =
+        [configmap(21, "{\"version\": 1, \"accounts\": {"), configmap(22, &documents(&orphan).0), keyless];
+    for (i, object) in invalid.into_iter().enumerate() {
         api.modify(CONFIGMAPS, object);
         tokio::time::timeout(DEADLINE, async {
             while reloads(&h, "error").await < i as u64 + 1 {
@@ -353,7 +353,7 @@ async fn follows_modified_events_relists_after_gone_and_never_fails_a_request() 
         .expect("the invalid config was not reported");
         assert_eq!(models(&h).await, ["demo/claude-sonnet", "demo/llama", "demo/team-profile", "demo/titan"]);
     }
-    assert_eq!(reloads(&h, "error").await, 2);
+    assert_eq!(reloads(&h, "error").await, 3);
     assert_eq!(reloads(&h, "success").await, 5);
 }
 
