@@ -12,6 +12,17 @@ use serde::{Deserialize, Serialize};
 /// Current version of the rendered document; the proxy refuses other versions.
 pub const CONFIG_VERSION: u32 = 1;
 
+/// Data key of [`GatewayConfig`] (JSON) in ConfigMap `<release>-config`, and its file name in the
+/// proxy's `--config-dir`.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// Data key of [`Credentials`] (JSON) in Secret `<release>-credentials`, and its file name in the
+/// proxy's `--config-dir`.
+pub const CREDENTIALS_FILE: &str = "credentials.json";
+
+/// Annotation on both objects carrying the hash of the rendered content.
+pub const CONFIG_HASH_ANNOTATION: &str = "bedrockgateway.io/config-hash";
+
 /// The pair `render` produces: the public config and the secrets beside it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Rendered {

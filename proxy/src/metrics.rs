@@ -23,7 +23,7 @@ pub struct Metrics {
     pub cache_points_dropped: IntCounterVec,
     /// Images returned, by model.
     pub images: IntCounterVec,
-    /// Config loads by result (`success`, `failure`).
+    /// Config loads by result (`success`, `error`).
     pub config_reloads: IntCounterVec,
     /// Generation of the config being served.
     pub config_generation: IntGauge,

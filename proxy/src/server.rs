@@ -1,4 +1,5 @@
-//! The listener: HTTP/1.1 and h2c on one port, routing, and graceful shutdown.
+//! The listeners: the API (HTTP/1.1 and h2c) with routing and graceful shutdown, and the optional
+//! separate ops listener (`--metrics-listen`: `/metrics`, `/healthz`, `/readyz`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -39,6 +40,8 @@ pub struct App {
     pub playground: bool,
     /// Fetches http(s) images of chat requests.
     pub images: ImageFetcher,
+    /// Whether the API listener answers `/metrics` (false when a separate ops listener does).
+    pub metrics_on_api: bool,
 }
 
 impl App {
@@ -52,6 +55,7 @@ impl App {
             draining: AtomicBool::new(false),
             playground: true,
             images: ImageFetcher::new(false),
+            metrics_on_api: true,
         }
     }
 
@@ -74,6 +78,9 @@ impl App {
         let result = match (req.method(), path) {
             (&Method::GET, "/healthz") => Ok(endpoints::ops::healthz()),
             (&Method::GET, "/readyz") => Ok(endpoints::ops::readyz(&self)),
+            (_, "/metrics") if !self.metrics_on_api => {
+                Err(ApiError::not_found(format!("Unknown request URL: {} {path}.", req.method())))
+            }
             (&Method::GET, "/metrics") => Ok(endpoints::ops::metrics(&self)),
             (&Method::GET, "/v1/models") => endpoints::models::list(&self, &req),
             (&Method::GET, p) if self.playground && p.starts_with("/playground") => {
@@ -102,6 +109,21 @@ impl App {
         };
         result.unwrap_or_else(|e| endpoints::error_response(&e))
     }
+
+    /// Answers one request on the ops listener: `/metrics`, `/healthz`, `/readyz` only.
+    pub async fn handle_ops(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
+        let path = req.uri().path();
+        let result = match (req.method(), path) {
+            (&Method::GET, "/healthz") => Ok(endpoints::ops::healthz()),
+            (&Method::GET, "/readyz") => Ok(endpoints::ops::readyz(&self)),
+            (&Method::GET, "/metrics") => Ok(endpoints::ops::metrics(&self)),
+            (_, "/healthz" | "/readyz" | "/metrics") => {
+                Err(ApiError::method_not_allowed(format!("{} is not allowed on {path}.", req.method())))
+            }
+            _ => Err(ApiError::not_found(format!("Unknown request URL: {} {path}.", req.method()))),
+        };
+        result.unwrap_or_else(|e| endpoints::error_response(&e))
+    }
 }
 
 /// Serves `listener` until `shutdown` resolves, then lets open requests finish within `grace`.
@@ -111,6 +133,26 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
+    serve_with(listener, app, App::handle, shutdown, grace).await;
+}
+
+/// Serves the ops routes on `listener` for the life of the process, so probes keep getting an
+/// answer (`/readyz`: 503 draining) while the API listener drains.
+pub async fn serve_ops(listener: TcpListener, app: Arc<App>) {
+    serve_with(listener, app, App::handle_ops, std::future::pending(), Duration::ZERO).await;
+}
+
+/// The accept loop shared by both listeners; `route` answers each request.
+async fn serve_with<F, Fut>(
+    listener: TcpListener,
+    app: Arc<App>,
+    route: F,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) where
+    F: Fn(Arc<App>, Request<Incoming>) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
+{
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -130,7 +172,7 @@ pub async fn serve(
         let app = app.clone();
         let service = service_fn(move |req| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(app.handle(req).await) }
+            async move { Ok::<_, Infallible>(route(app, req).await) }
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let conn = graceful.watch(conn);

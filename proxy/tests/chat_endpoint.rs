@@ -177,7 +177,7 @@ async fn models_are_listed_per_caller_and_reloaded() {
     let r = h.chat(hello("demo/llama")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let metrics = h.call(Method::GET, "/metrics", None, None).await.text();
-    assert!(metrics.contains("bedrock_gateway_config_reloads_total{result=\"failure\"} 1"), "{metrics}");
+    assert!(metrics.contains("bedrock_gateway_config_reloads_total{result=\"error\"} 1"), "{metrics}");
 }
 
 #[tokio::test]

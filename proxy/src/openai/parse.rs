@@ -46,8 +46,10 @@ pub(crate) fn invalid(path: String, detail: impl std::fmt::Display) -> ApiError 
 
 /// 400 for an OpenAI field Bedrock has no equivalent for.
 pub(crate) fn unsupported(path: String) -> ApiError {
-    ApiError::invalid_request(format!("`{path}` is not supported by this gateway: Bedrock has no equivalent."))
-        .with_param(path)
+    ApiError::invalid_request(format!(
+        "`{path}` is not supported by this gateway: Bedrock has no equivalent."
+    ))
+    .with_param(path)
 }
 
 /// 400 for a field the gateway does not translate yet.
