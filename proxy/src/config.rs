@@ -12,6 +12,7 @@ use api::manifests::Manifests;
 use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
 
+use crate::credentials::Registry;
 use crate::metrics::Metrics;
 use crate::snapshot::{SimulatorOverride, Snapshot};
 
@@ -38,19 +39,26 @@ impl ConfigStore {
 pub struct ManifestDir {
     dir: PathBuf,
     sim: Option<SimulatorOverride>,
+    credentials: Arc<Registry>,
 }
 
 impl ManifestDir {
     /// A source reading `dir`; with `sim`, every account is served by the embedded simulator.
     pub fn new(dir: impl Into<PathBuf>, sim: Option<SimulatorOverride>) -> Self {
-        ManifestDir { dir: dir.into(), sim }
+        ManifestDir { dir: dir.into(), sim, credentials: Arc::new(Registry::from_process()) }
+    }
+
+    /// Uses `credentials` for the accounts' AWS credentials (kept across reloads).
+    pub fn with_credentials(mut self, credentials: Arc<Registry>) -> Self {
+        self.credentials = credentials;
+        self
     }
 
     /// Loads and renders the folder; the error lists every problem found.
     pub fn load(&self, generation: u64) -> Result<Snapshot, String> {
         let manifests = Manifests::load_dir(&self.dir).map_err(|p| p.to_string())?;
         let rendered = api::render::render(&manifests).map_err(|p| p.to_string())?;
-        Ok(Snapshot::build(rendered, generation, self.sim.as_ref()))
+        Ok(Snapshot::build(rendered, generation, self.sim.as_ref(), &self.credentials))
     }
 
     /// Polls the folder every `interval` and publishes each valid change into `store`.

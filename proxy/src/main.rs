@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use proxy::config::{ConfigStore, ManifestDir};
+use proxy::credentials::{CredentialMetrics, PodIdentityEnv, Registry};
 use proxy::metrics::Metrics;
 use proxy::server::{App, serve};
 use proxy::snapshot::SimulatorOverride;
@@ -62,8 +63,12 @@ async fn run(cli: Cli) -> Result<(), String> {
     } else {
         None
     };
-    let source = ManifestDir::new(&cli.manifests, sim.as_ref().map(|h| SimulatorOverride { url: h.url() }));
     let metrics = Metrics::new();
+    let credential_metrics = CredentialMetrics::new();
+    metrics.register(Box::new(credential_metrics.clone())).map_err(|e| format!("metrics: {e}"))?;
+    let credentials = Arc::new(Registry::new(PodIdentityEnv::from_process(), credential_metrics));
+    let source = ManifestDir::new(&cli.manifests, sim.as_ref().map(|h| SimulatorOverride { url: h.url() }))
+        .with_credentials(credentials);
     let store = Arc::new(ConfigStore::default());
     match source.load(1) {
         Ok(snapshot) => {

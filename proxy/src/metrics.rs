@@ -80,6 +80,11 @@ impl Metrics {
         Metrics { registry, requests, duration, upstream_errors, tokens, config_reloads, config_generation }
     }
 
+    /// Adds families kept elsewhere (the credential metrics) to the exposition.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(collector)
+    }
+
     /// The Prometheus text exposition of every family.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(4096);
