@@ -21,6 +21,9 @@ use fixtures::Harness;
 use proxy::credentials::{CredentialMetrics, PodIdentityEnv, Registry};
 use serde_json::{Value, json};
 
+/// One STS call moto received: action, form parameters, `Authorization` header.
+type StsCall = (String, Vec<(String, String)>, String);
+
 /// A `moto_server` child process recording every request it serves.
 struct Moto {
     child: Child,
@@ -56,8 +59,8 @@ impl Moto {
         Some(Moto { child, url: format!("http://127.0.0.1:{port}"), recording })
     }
 
-    /// The STS calls moto received, as (action, form parameters, authorization header).
-    fn sts_calls(&self) -> Vec<(String, Vec<(String, String)>, String)> {
+    /// The STS calls moto received, oldest first.
+    fn sts_calls(&self) -> Vec<StsCall> {
         let mut text = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.recording) {
             f.read_to_string(&mut text).unwrap();
