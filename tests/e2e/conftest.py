@@ -166,14 +166,14 @@ class Moto:
         return calls
 
 
-def start_moto(logdir: Path) -> Moto:
+def start_moto(logdir: Path, name: str = "moto") -> Moto:
     exe = Path(sys.executable).parent / "moto_server"
     if not exe.exists():
         pytest.fail(f"{exe} not found: install tests/e2e/requirements.txt (scripts/test does)", pytrace=False)
     port = free_port()
-    recording = logdir / "moto-recording.jsonl"
+    recording = logdir / f"{name}-recording.jsonl"
     env = {"MOTO_ENABLE_RECORDING": "True", "MOTO_RECORDER_FILEPATH": str(recording)}
-    proc = Proc("moto", [str(exe), "-H", "127.0.0.1", "-p", str(port)], logdir, env)
+    proc = Proc(name, [str(exe), "-H", "127.0.0.1", "-p", str(port)], logdir, env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + READY_TIMEOUT
     with httpx.Client(timeout=2) as http:

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import Gateway, free_port, start_gateway_proc, write_manifests
+from conftest import Gateway, free_port, start_gateway_proc, start_moto, write_manifests
 from contracts import SIM_SECRETS
 
 GATEWAY_ROLE = "arn:aws:iam::111111111111:role/bedrock-gateway"
@@ -172,8 +172,8 @@ class PodIdentityAgent:
     """Plays the EKS Pod Identity agent: checks the pod's token, issues short-lived credentials
     and registers each set with the simulator (as AWS knows every session it issues)."""
 
-    def __init__(self, sim_url: str, token: str, lifetime_s: int):
-        self.sim_url, self.token, self.lifetime_s = sim_url, token, lifetime_s
+    def __init__(self, sim_url: str, token: str, lifetime_s: int, fixed: dict | None = None):
+        self.sim_url, self.token, self.lifetime_s, self.fixed = sim_url, token, lifetime_s, fixed
         self.issued: list[str] = []
         self.rejected = 0
         agent = self
@@ -200,6 +200,8 @@ class PodIdentityAgent:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def issue(self) -> dict:
+        if self.fixed is not None:
+            return self.fixed
         akid = "ASIA" + secrets.token_hex(8).upper()
         secret, token = secrets.token_urlsafe(30), secrets.token_urlsafe(60)
         httpx.post(
@@ -266,6 +268,65 @@ def test_pod_identity_agent_short_lived_credentials_under_concurrent_load(
     assert len(agent.issued) >= 3, f"several refreshes during the load: {agent.issued}"
     pod_keys = {access_key_of(r) for r in sim.requests() if "/model/amazon.nova-lite-v1%3A0/" in r["path"]}
     assert len(pod_keys & set(agent.issued)) >= 3, "requests used each refreshed set"
+
+
+@pytest.fixture
+def moto_enforcing_iam(logdir: Path):
+    """A second moto whose STS checks IAM. Its role `bedrock-gateway` may assume TARGET_ROLE only;
+    returns (moto, a session of that role as the pod's identity)."""
+    import boto3
+
+    m = start_moto(logdir, name="moto-iam")
+    setup = {"endpoint_url": m.url, "region_name": "us-east-1", "aws_access_key_id": "setup", "aws_secret_access_key": "setup"}
+    iam = boto3.client("iam", **setup)
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"}, "Action": ["sts:AssumeRole", "sts:TagSession"]}]}
+    role = iam.create_role(RoleName="bedrock-gateway", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    allow = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": TARGET_ROLE}]}
+    iam.put_role_policy(RoleName="bedrock-gateway", PolicyName="assume-bedrock-invoke", PolicyDocument=json.dumps(allow))
+    session = boto3.client("sts", **setup).assume_role(RoleArn=role, RoleSessionName="pod")["Credentials"]
+    # From now on every call is authenticated and authorized against moto's IAM.
+    httpx.post(f"{m.url}/moto-api/reset-auth", content=b"0").raise_for_status()
+    yield m, session
+    m.proc.stop()
+
+
+def test_a_role_that_cannot_be_assumed_gives_the_documented_error(launch, client_for, sim, moto_enforcing_iam, tmp_path):
+    import openai
+
+    moto_iam, session = moto_enforcing_iam
+    akid, secret = session["AccessKeyId"], session["SecretAccessKey"]
+    token_file = tmp_path / "eks-pod-identity-token"
+    token_file.write_text("pod-identity-token")
+    agent = PodIdentityAgent(
+        sim.url, "pod-identity-token", 3600, fixed={
+            "AccessKeyId": akid,
+            "SecretAccessKey": secret,
+            "Token": session["SessionToken"],
+            "Expiration": (datetime.now(timezone.utc) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
+    denied_role = "arn:aws:iam::222222222222:role/not-for-the-gateway"
+    try:
+        env = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": agent.url, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(token_file)}
+        gw = launch(env, moto_iam.url, denied_role)
+        with pytest.raises(openai.InternalServerError) as err:
+            ask(client_for(KEY, gw), "cross/claude")
+    finally:
+        agent.close()
+    assert err.value.status_code == 503
+    body = err.value.response.json()["error"]
+    assert (body["type"], body["code"], body["param"]) == ("server_error", "aws_credentials_unavailable", None)
+    message = body["message"]
+    assert message.startswith(
+        f"The gateway has no AWS credentials for account `cross`: AssumeRole on {denied_role} was denied "
+        "("
+    ), message
+    assert message.endswith(
+        "check that the gateway's role may call sts:AssumeRole and sts:TagSession on it, and that the role's "
+        "trust policy names the gateway's role and this externalId"
+    ), message
+    assert secret not in message and akid not in message
+    assert not sim.requests(), "nothing reaches Bedrock without credentials"
 
 
 def test_rotated_access_key_secret_takes_effect_without_restart(start_gateway, client_for, sim):

@@ -76,14 +76,17 @@ where
     match err {
         SdkError::ServiceError(service) => {
             let e = service.err();
-            let code = e.code().unwrap_or("Unknown");
-            let message = e.message().unwrap_or("no message");
-            if is_denial(code) {
-                Why::unavailable(format!(
-                    "{operation} on {role_arn} was denied ({code}: {message}): {denied_hint}"
-                ))
+            let status = service.raw().status().as_u16();
+            // AWS's code and message when the error body has them, the HTTP status otherwise.
+            let reason = match (e.code(), e.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_owned(),
+                (None, _) => format!("HTTP {status}"),
+            };
+            if e.code().is_some_and(is_denial) || status == 403 {
+                Why::unavailable(format!("{operation} on {role_arn} was denied ({reason}): {denied_hint}"))
             } else {
-                Why::unavailable(format!("{operation} on {role_arn} failed ({code}: {message})"))
+                Why::unavailable(format!("{operation} on {role_arn} failed ({reason})"))
             }
         }
         other => Why::unavailable(format!(
