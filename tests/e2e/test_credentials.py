@@ -107,6 +107,8 @@ def ask(client, model: str) -> str:
 def test_irsa_and_assumed_role_with_a_rotated_token(launch, client_for, moto, sim, tmp_path):
     token = tmp_path / "token"
     token.write_text("irsa-token-1")
+    # The gateway fetches credentials as soon as it loads the accounts, before any request.
+    calls_before = len(moto.sts_calls())
     gw = launch(
         {
             "AWS_ROLE_ARN": GATEWAY_ROLE,
@@ -117,7 +119,6 @@ def test_irsa_and_assumed_role_with_a_rotated_token(launch, client_for, moto, si
         moto.url,
     )
     client = client_for(KEY, gw)
-    calls_before = len(moto.sts_calls())
     assert ask(client, "pod/nova") == "Simulated reply to: hello"
     assert ask(client, "cross/claude") == "Simulated reply to: hello"
 
@@ -166,6 +167,18 @@ def test_irsa_and_assumed_role_with_a_rotated_token(launch, client_for, moto, si
         pytest.fail(f"the rotated token was never sent to STS: {tokens}")
     keys = {access_key_of(r) for r in sim.requests()}
     assert len(keys) >= 3, f"requests moved to the refreshed sessions: {keys}"
+
+    metrics = httpx.get(f"{gw.url}/metrics").text
+    assert 'bedrock_gateway_credentials_refreshes_total{credentials="cross",result="success"} 1' in metrics
+    refreshes = [
+        line for line in metrics.splitlines()
+        if line.startswith('bedrock_gateway_credentials_refreshes_total{credentials="pod-identity/us-east-1",result="success"}')
+    ]
+    assert refreshes and int(refreshes[0].split()[-1]) >= 2, refreshes
+    expiry = [line for line in metrics.splitlines() if line.startswith('bedrock_gateway_credentials_expiry_seconds{credentials="cross"}')]
+    assert expiry and 800 < float(expiry[0].split()[-1]) <= 900, expiry
+    for secret in moto.issued_secrets().values():
+        assert secret not in metrics
 
 
 class PodIdentityAgent:
