@@ -60,6 +60,9 @@ impl Refreshing {
 
     /// Starts the refresh task once, if a Tokio runtime is at hand (config loads run in one).
     pub(crate) fn start(self: &Arc<Self>) {
+        if self.started.load(Ordering::Acquire) {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         if !self.started.swap(true, Ordering::AcqRel) {
             runtime.spawn(refresh_loop(Arc::downgrade(self)));
@@ -69,6 +72,12 @@ impl Refreshing {
     /// Valid credentials, waiting only while the very first fetch is in flight.
     pub(crate) async fn identity(self: &Arc<Self>) -> Result<Identity, Why> {
         self.start();
+        // Fast path: a read lock, no subscription.
+        if let Some((identity, expiry)) = &self.state.borrow().current
+            && usable(*expiry, SystemTime::now())
+        {
+            return Ok(identity.clone());
+        }
         let mut rx = self.state.subscribe();
         let wait = async {
             loop {
