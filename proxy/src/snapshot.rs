@@ -84,7 +84,10 @@ impl Snapshot {
                 tracing::error!(model = %name, endpoint = %runtime, "runtime endpoint is not a valid URL; model not served");
                 continue;
             };
-            routes.insert(name.clone(), Arc::new(Route { model: model.clone(), converse, converse_stream, signer }));
+            routes.insert(
+                name.clone(),
+                Arc::new(Route { model: model.clone(), converse, converse_stream, signer }),
+            );
         }
         let callers = credentials.api_keys.into_iter().map(|(hash, id)| (hash, subject_of(id))).collect();
         let policies = PolicySet::new(&config.policies);

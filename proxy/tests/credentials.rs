@@ -401,16 +401,3 @@ async fn a_rotated_access_key_secret_is_used_by_new_requests_without_a_restart()
     assert_eq!(used_key(&h).1.as_deref(), Some(new.2));
     // Every request in between succeeded (asserted in wait_for): none saw a half-rotated key.
 }
-
-#[test]
-fn the_credential_examples_render_to_refreshing_credentials() {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    for (dir, want) in [
-        ("irsa", "AccountCredentials(prod: pod-identity/us-east-1 (refreshing))"),
-        ("assume-role", "AccountCredentials(team-a: team-a (refreshing))"),
-    ] {
-        let snapshot = proxy::config::ManifestDir::new(examples.join(dir), None).load(1).unwrap();
-        let route = snapshot.routes.values().next().unwrap();
-        assert_eq!(format!("{:?}", route.signer), want);
-    }
-}
