@@ -1,12 +1,13 @@
 //! bedrock-gateway proxy: serves the OpenAI API on top of AWS Bedrock.
 //!
 //! Request path: `server` -> `endpoints` -> `auth` -> `policy` -> `translate` -> `upstream` and back
-//! through `translate` to the caller. Translators are pure; I/O lives in `server`, `upstream`, `config`.
+//! through `translate` to the caller. Translators are pure; I/O lives in `server`, `upstream`, `credentials`, `config`.
 
 pub mod auth;
 pub mod bedrock;
 pub mod body;
 pub mod config;
+pub mod credentials;
 pub mod endpoints;
 pub mod error;
 pub mod metrics;

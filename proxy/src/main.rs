@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 use proxy::config::{ConfigDir, ConfigStore, KubeSource, ManifestDir, Publisher, Source};
+use proxy::credentials::{CredentialMetrics, PodIdentityEnv, Registry};
 use proxy::metrics::Metrics;
 use proxy::server::{App, serve, serve_ops};
 use proxy::snapshot::SimulatorOverride;
@@ -101,11 +102,15 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     let source = source(&cli).await?;
     let metrics = Metrics::new();
+    let credential_metrics = CredentialMetrics::new();
+    metrics.register(Box::new(credential_metrics.clone())).map_err(|e| format!("metrics: {e}"))?;
+    let credentials = Arc::new(Registry::new(PodIdentityEnv::from_process(), credential_metrics));
     let store = Arc::new(ConfigStore::default());
     let publisher = Publisher::new(
         store.clone(),
         metrics.clone(),
         sim.as_ref().map(|h| SimulatorOverride { url: h.url() }),
+        credentials,
     );
     // Until the first config loads, /readyz answers 503.
     tokio::spawn(source.run(publisher));
