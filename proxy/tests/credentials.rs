@@ -5,8 +5,6 @@
 //! moto comes from the e2e venv (`.venv/bin/moto_server`, installed by `scripts/test`); without
 //! it the STS tests print why and pass without running.
 
-// Shared with the other suites; this one uses only part of it.
-#[allow(dead_code)]
 mod fixtures;
 
 use std::io::Read;
