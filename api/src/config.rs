@@ -187,6 +187,10 @@ pub struct Model {
     /// Private price overrides (USD).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Cost>,
+    /// For inference profiles and ARNs: the foundation model behind them, as GetInferenceProfile
+    /// reports it (filled in by the operator); decides capabilities and the built-in price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlying_model_id: Option<String>,
 }
 
 /// Private prices of a model, overriding the built-in table (USD): the CRD's shape as is.

@@ -81,6 +81,7 @@ pub(super) fn render(
                 region,
                 kind,
                 cost: spec.cost.clone(),
+                underlying_model_id: None,
             },
         );
     }
