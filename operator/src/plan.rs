@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use api::config::{Model, Rendered, SubjectRef};
+use api::config::{CollaboratorRole, GatewayConfig, Model, Policy, Rendered, SubjectRef};
 use api::crd::{AccessPolicy, BedrockAccount, BedrockModel};
 use api::render::infer_kind;
 use api::{Manifests, Problem};
@@ -16,6 +16,7 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 use wildmatch::WildMatch;
 
+use crate::aws::AccountInput;
 use crate::aws::facts::Facts;
 
 /// The desired state of the proxy config and the inputs of every object's status.
@@ -29,6 +30,8 @@ pub struct Plan {
     pub generations: BTreeMap<String, Option<i64>>,
     /// What AWS said, by account name.
     pub facts: Facts,
+    /// Region and model id of the BedrockModels of each account (discovered models excluded).
+    pub declared: BTreeMap<String, BTreeSet<(String, String)>>,
     /// Models served through discovery, by account name.
     pub discovered: BTreeMap<String, u32>,
     /// Users and teams the operator knows of (API key Secrets, account collaborators), as
@@ -72,7 +75,13 @@ pub fn plan(manifests: &Manifests, facts: &Facts) -> Plan {
     };
     explain_missing_accounts(manifests, &mut out.problems);
     annotate_underlying_models(&mut out.rendered, facts);
+    for model in out.rendered.config.models.values() {
+        let declared = out.declared.entry(model.account.clone()).or_default();
+        declared.insert((model.region.clone(), model.model_id.clone()));
+    }
     out.discovered = discover(&mut out.rendered, facts);
+    let grants = collaborator_policies(&out.rendered.config);
+    out.rendered.config.policies.extend(grants);
     out.known_subjects = known_subjects(&out.rendered);
     out.config_hash = digest(&out.rendered.config);
     out.credentials_hash = digest(&out.rendered.credentials);
@@ -89,6 +98,16 @@ impl Plan {
     /// The problems of `object`, if any.
     pub fn problems_of(&self, object: &str) -> &[Problem] {
         self.problems.get(object).map_or(&[], Vec::as_slice)
+    }
+
+    /// What the rendered account `name` is checked with at AWS; `None` when it is not served.
+    pub fn account_input(&self, name: &str) -> Option<AccountInput<'_>> {
+        let account = self.rendered.config.accounts.get(name)?;
+        Some(AccountInput {
+            account,
+            secret: self.rendered.credentials.accounts.get(name),
+            models: self.declared.get(name).cloned().unwrap_or_default(),
+        })
     }
 
     /// True when the plan was made from this generation of the object (or a later one).
@@ -143,7 +162,8 @@ fn explain_missing_accounts(m: &Manifests, problems: &mut BTreeMap<String, Vec<P
 fn annotate_underlying_models(rendered: &mut Rendered, facts: &Facts) {
     for model in rendered.config.models.values_mut() {
         if let Some(account) = facts.get(&model.account) {
-            model.underlying_model_id = account.underlying_model(&model.region, &model.model_id).map(str::to_string);
+            model.underlying_model_id =
+                account.underlying_model(&model.region, &model.model_id).map(str::to_string);
         }
     }
 }
@@ -178,7 +198,8 @@ fn discover(rendered: &mut Rendered, facts: &Facts) -> BTreeMap<String, u32> {
                 if config.models.contains_key(&served_name) || added.contains_key(&served_name) {
                     continue;
                 }
-                let underlying = catalogue.profiles.iter().find(|p| p.id == id).and_then(|p| p.model_ids.first());
+                let underlying =
+                    catalogue.profiles.iter().find(|p| p.id == id).and_then(|p| p.model_ids.first());
                 added.insert(
                     served_name.clone(),
                     Model {
@@ -198,6 +219,28 @@ fn discover(rendered: &mut Rendered, facts: &Facts) -> BTreeMap<String, u32> {
         config.models.extend(added);
     }
     counts
+}
+
+/// One policy per account with `user` collaborators: they may call every model of the account.
+fn collaborator_policies(config: &GatewayConfig) -> Vec<Policy> {
+    config
+        .accounts
+        .values()
+        .filter_map(|account| {
+            let subjects: Vec<SubjectRef> = account
+                .collaborators
+                .iter()
+                .filter(|c| c.role == CollaboratorRole::User)
+                .map(|c| c.subject.clone())
+                .collect();
+            (!subjects.is_empty()).then(|| Policy {
+                name: format!("{}/{} (collaborators)", account.namespace, account.name),
+                subjects,
+                models: vec![format!("{}/*", account.name)],
+                limits: None,
+            })
+        })
+        .collect()
 }
 
 /// `user NAME` or `team NAME`, how status messages name a subject; `None` for service accounts.

@@ -5,14 +5,15 @@ use api::Problem;
 use api::config::SubjectRef;
 use api::crd::policy::Subject;
 use api::crd::status::{
-    CONDITION_CREDENTIALS_VERIFIED, CONDITION_MODEL_ACCESS, CONDITION_MODELS_MATCHED, CONDITION_READY,
-    CONDITION_REACHABLE, CONDITION_SUBJECTS_MATCHED,
+    CONDITION_CREDENTIALS_VERIFIED, CONDITION_MODEL_ACCESS, CONDITION_MODELS_MATCHED, CONDITION_REACHABLE,
+    CONDITION_READY, CONDITION_SUBJECTS_MATCHED,
 };
 use api::crd::{AccessPolicy, AccountStatus, BedrockAccount, BedrockModel, ModelStatus, PolicyStatus};
 use api::render::validate_model_id;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
+use kube::runtime::events::{Event, EventType};
 use wildmatch::WildMatch;
 
 use crate::aws::facts::{AccountFacts, AwsFailure, FailureKind, Verification};
@@ -52,7 +53,12 @@ fn condition(type_: &str, truth: Truth, reason: &str, message: impl Into<String>
 }
 
 /// Sets generation and transition times: unchanged conditions keep the time they had.
-pub fn stamp(desired: Vec<Condition>, previous: &[Condition], generation: Option<i64>, now: Timestamp) -> Vec<Condition> {
+pub fn stamp(
+    desired: Vec<Condition>,
+    previous: &[Condition],
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
     desired
         .into_iter()
         .map(|mut c| {
@@ -69,6 +75,29 @@ pub fn stamp(desired: Vec<Condition>, previous: &[Condition], generation: Option
 /// The `Ready` condition among `conditions`.
 pub fn ready(conditions: &[Condition]) -> Option<&Condition> {
     conditions.iter().find(|c| c.type_ == CONDITION_READY)
+}
+
+/// The event to publish when `Ready` changes status or reason; `None` when it did not.
+pub fn ready_event(previous: Option<&Condition>, current: Option<&Condition>) -> Option<Event> {
+    let current = current?;
+    if previous.is_some_and(|p| p.status == current.status && p.reason == current.reason) {
+        return None;
+    }
+    let mut note = current.message.clone();
+    if note.len() > 1000 {
+        let mut cut = 1000;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+    }
+    Some(Event {
+        type_: if current.status == "True" { EventType::Normal } else { EventType::Warning },
+        reason: current.reason.clone(),
+        note: Some(note),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    })
 }
 
 /// One line per problem: what is wrong and how to fix it.
@@ -105,9 +134,12 @@ pub fn account(plan: &Plan, account: &BedrockAccount) -> Option<AccountStatus> {
     let facts = plan.facts.get(&name).filter(|_| problems.is_empty());
     let mut conditions = Vec::new();
     let verified = match facts.map(|f| &f.verification) {
-        None if !problems.is_empty() => {
-            condition(CONDITION_CREDENTIALS_VERIFIED, Truth::Unknown, "NotChecked", "fix the spec problems first")
-        }
+        None if !problems.is_empty() => condition(
+            CONDITION_CREDENTIALS_VERIFIED,
+            Truth::Unknown,
+            "NotChecked",
+            "fix the spec problems first",
+        ),
         None => condition(
             CONDITION_CREDENTIALS_VERIFIED,
             Truth::Unknown,
@@ -200,7 +232,9 @@ fn from_failure(
     fix: &str,
 ) -> Condition {
     match failure.kind {
-        FailureKind::Rejected => condition(type_, Truth::False, rejected_reason, format!("{message} (fix: {fix})")),
+        FailureKind::Rejected => {
+            condition(type_, Truth::False, rejected_reason, format!("{message} (fix: {fix})"))
+        }
         FailureKind::Unreachable => {
             condition(type_, Truth::Unknown, unreachable_reason, format!("{message}; retrying"))
         }
@@ -251,9 +285,12 @@ pub fn model(plan: &Plan, model: &BedrockModel) -> Option<ModelStatus> {
     let mut conditions = Vec::new();
     let reachable = match (served, facts) {
         (None, _) => condition(CONDITION_REACHABLE, Truth::Unknown, "NotChecked", "the model is not served"),
-        (Some(_), None) => {
-            condition(CONDITION_REACHABLE, Truth::Unknown, "Pending", "the account has not been checked with AWS yet")
-        }
+        (Some(_), None) => condition(
+            CONDITION_REACHABLE,
+            Truth::Unknown,
+            "Pending",
+            "the account has not been checked with AWS yet",
+        ),
         (Some(m), Some(facts)) => reachable(facts, &m.region, &m.model_id),
     };
     let unreachable = reachable.status == "False";
@@ -268,7 +305,12 @@ pub fn model(plan: &Plan, model: &BedrockModel) -> Option<ModelStatus> {
         ),
         None => condition(CONDITION_READY, Truth::False, problem_reason(problems), explain(problems)),
         Some(_) if unreachable => condition(CONDITION_READY, Truth::False, "Unreachable", reachable_message),
-        Some(m) => condition(CONDITION_READY, Truth::True, "Served", format!("served as {} in {}", m.served_name, m.region)),
+        Some(m) => condition(
+            CONDITION_READY,
+            Truth::True,
+            "Served",
+            format!("served as {} in {}", m.served_name, m.region),
+        ),
     };
     conditions.insert(0, ready);
     Some(ModelStatus {
@@ -283,7 +325,8 @@ pub fn model(plan: &Plan, model: &BedrockModel) -> Option<ModelStatus> {
 /// True for ids GetInferenceProfile answers: geo profile ids and inference-profile ARNs.
 pub fn is_profile(model_id: &str) -> bool {
     if model_id.starts_with("arn:") {
-        return model_id.contains(":inference-profile/") || model_id.contains(":application-inference-profile/");
+        return model_id.contains(":inference-profile/")
+            || model_id.contains(":application-inference-profile/");
     }
     validate_model_id(model_id).is_ok() && model_id.split('.').count() > 2 && {
         let first = model_id.split('.').next().unwrap_or_default();
@@ -299,7 +342,11 @@ fn reachable(facts: &AccountFacts, region: &str, model_id: &str) -> Condition {
                 CONDITION_REACHABLE,
                 Truth::True,
                 "ProfileFound",
-                format!("inference profile {} in {region} routes to {}", profile.id, profile.model_ids.join(", ")),
+                format!(
+                    "inference profile {} in {region} routes to {}",
+                    profile.id,
+                    profile.model_ids.join(", ")
+                ),
             ),
             Some(Err(failure)) => from_failure(
                 CONDITION_REACHABLE,
@@ -309,7 +356,12 @@ fn reachable(facts: &AccountFacts, region: &str, model_id: &str) -> Condition {
                 &format!("bedrock:GetInferenceProfile {model_id} in {region} failed: {failure}"),
                 "check the profile id and region, and that the account may call bedrock:GetInferenceProfile",
             ),
-            None => condition(CONDITION_REACHABLE, Truth::Unknown, "Pending", "the profile has not been looked up yet"),
+            None => condition(
+                CONDITION_REACHABLE,
+                Truth::Unknown,
+                "Pending",
+                "the profile has not been looked up yet",
+            ),
         };
     }
     if model_id.starts_with("arn:") && !model_id.contains(":foundation-model/") {
@@ -345,7 +397,12 @@ fn reachable(facts: &AccountFacts, region: &str, model_id: &str) -> Condition {
             &format!("bedrock:ListFoundationModels in {region} failed: {failure}"),
             "allow bedrock:ListFoundationModels for the account's identity",
         ),
-        None => condition(CONDITION_REACHABLE, Truth::Unknown, "Pending", format!("{region} has not been listed yet")),
+        None => condition(
+            CONDITION_REACHABLE,
+            Truth::Unknown,
+            "Pending",
+            format!("{region} has not been listed yet"),
+        ),
     }
 }
 
@@ -368,18 +425,20 @@ pub fn policy(plan: &Plan, policy: &AccessPolicy) -> Option<PolicyStatus> {
         .collect();
     let unmatched_subjects: Vec<String> =
         policy.spec.subjects.iter().filter_map(|s| unknown_subject(plan, s)).collect();
-    let mut conditions = vec![
-        if problems.is_empty() {
-            condition(
-                CONDITION_READY,
-                Truth::True,
-                "InForce",
-                format!("grants {} subject(s) access to {} glob(s)", policy.spec.subjects.len(), policy.spec.models.len()),
-            )
-        } else {
-            condition(CONDITION_READY, Truth::False, problem_reason(problems), explain(problems))
-        },
-    ];
+    let mut conditions = vec![if problems.is_empty() {
+        condition(
+            CONDITION_READY,
+            Truth::True,
+            "InForce",
+            format!(
+                "grants {} subject(s) access to {} glob(s)",
+                policy.spec.subjects.len(),
+                policy.spec.models.len()
+            ),
+        )
+    } else {
+        condition(CONDITION_READY, Truth::False, problem_reason(problems), explain(problems))
+    }];
     conditions.push(if unmatched_models.is_empty() {
         condition(CONDITION_MODELS_MATCHED, Truth::True, "AllMatched", "every model glob matches a served model")
     } else {

@@ -67,9 +67,13 @@ impl ApiError {
 
     /// 404 `invalid_request_error` / `model_not_found`.
     pub fn model_not_found(model: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", format!("The model `{model}` does not exist or is not served by this gateway."))
-            .with_param("model")
-            .with_code("model_not_found")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("The model `{model}` does not exist or is not served by this gateway."),
+        )
+        .with_param("model")
+        .with_code("model_not_found")
     }
 
     /// 404 for a path the gateway does not serve.
@@ -79,7 +83,8 @@ impl ApiError {
 
     /// 405 for a known path with the wrong method.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", message).with_code("method_not_allowed")
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", message)
+            .with_code("method_not_allowed")
     }
 
     /// 502 `server_error` for an upstream that failed in an unexpected way.
@@ -95,7 +100,12 @@ impl ApiError {
     /// The JSON error object `{"error": {...}}` (also used as an SSE event payload).
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(&Body {
-            error: Inner { message: &self.message, kind: self.kind, param: self.param.as_deref(), code: self.code },
+            error: Inner {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param.as_deref(),
+                code: self.code,
+            },
         })
         .expect("error body serializes")
     }

@@ -56,7 +56,11 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> Result<(), String> {
     let sim = if cli.simulator {
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("simulator bind: {e}"))?;
-        let handle = bedrock_sim::spawn(bedrock_sim::SimConfig { record_requests: false, ..Default::default() }, listener).await;
+        let handle = bedrock_sim::spawn(
+            bedrock_sim::SimConfig { record_requests: false, ..Default::default() },
+            listener,
+        )
+        .await;
         tracing::info!(url = %handle.url(), "serving every account from the built-in Bedrock simulator");
         Some(handle)
     } else {
@@ -79,7 +83,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
     }
     tokio::spawn(source.watch(store.clone(), metrics.clone(), Duration::from_millis(cli.reload_interval_ms)));
-    let listener = TcpListener::bind(cli.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;
+    let listener =
+        TcpListener::bind(cli.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, "bedrock-gateway-proxy listening");
     println!("bedrock-gateway-proxy listening on http://{addr}");

@@ -50,7 +50,10 @@ impl Metrics {
         )
         .expect("valid metric");
         let upstream_errors = IntCounterVec::new(
-            Opts::new("bedrock_gateway_upstream_errors_total", "Errors answered by Bedrock, by model and AWS error type."),
+            Opts::new(
+                "bedrock_gateway_upstream_errors_total",
+                "Errors answered by Bedrock, by model and AWS error type.",
+            ),
             &["model", "error_type"],
         )
         .expect("valid metric");

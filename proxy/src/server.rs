@@ -51,7 +51,9 @@ impl App {
             (&Method::GET, "/readyz") => Ok(endpoints::ops::readyz(&self)),
             (&Method::GET, "/metrics") => Ok(endpoints::ops::metrics(&self)),
             (&Method::GET, "/v1/models") => endpoints::models::list(&self, &req),
-            (&Method::POST, "/v1/chat/completions") => endpoints::chat::completions(&self, req, started).await,
+            (&Method::POST, "/v1/chat/completions") => {
+                endpoints::chat::completions(&self, req, started).await
+            }
             (_, "/healthz" | "/readyz" | "/metrics" | "/v1/models" | "/v1/chat/completions") => {
                 Err(ApiError::method_not_allowed(format!("{} is not allowed on {path}.", req.method())))
             }
@@ -62,7 +64,12 @@ impl App {
 }
 
 /// Serves `listener` until `shutdown` resolves, then lets open requests finish within `grace`.
-pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>, grace: Duration) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);

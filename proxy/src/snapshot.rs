@@ -78,7 +78,10 @@ impl Snapshot {
                 tracing::error!(model = %name, endpoint = %runtime, "runtime endpoint is not a valid URL; model not served");
                 continue;
             };
-            routes.insert(name.clone(), Arc::new(Route { model: model.clone(), converse, converse_stream, signer }));
+            routes.insert(
+                name.clone(),
+                Arc::new(Route { model: model.clone(), converse, converse_stream, signer }),
+            );
         }
         let callers = credentials.api_keys.into_iter().map(|(hash, id)| (hash, subject_of(id))).collect();
         let policies = PolicySet::new(&config.policies);
@@ -111,7 +114,11 @@ fn signer_for(
     if sim.is_some() {
         return match auth {
             AccountAuth::ApiKey => Signer::bearer(bedrock_sim::TEST_BEARER_TOKEN).expect("token is ASCII"),
-            _ => Signer::static_keys(bedrock_sim::TEST_ACCESS_KEY_ID, bedrock_sim::TEST_SECRET_ACCESS_KEY, None),
+            _ => Signer::static_keys(
+                bedrock_sim::TEST_ACCESS_KEY_ID,
+                bedrock_sim::TEST_SECRET_ACCESS_KEY,
+                None,
+            ),
         };
     }
     match (auth, secret) {

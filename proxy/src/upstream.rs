@@ -115,9 +115,7 @@ impl Upstream {
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("ring supports the default TLS versions")
-            .with_root_certificates(rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            })
+            .with_root_certificates(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
             .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -210,8 +208,13 @@ mod tests {
 
     #[test]
     fn target_keeps_the_encoded_path() {
-        let t = Target::model_operation("http://127.0.0.1:9090/", "amazon.nova-lite-v1:0", "converse", "us-east-1")
-            .unwrap();
+        let t = Target::model_operation(
+            "http://127.0.0.1:9090/",
+            "amazon.nova-lite-v1:0",
+            "converse",
+            "us-east-1",
+        )
+        .unwrap();
         assert_eq!(t.uri.path(), "/model/amazon.nova-lite-v1%3A0/converse");
         assert_eq!(t.host, "127.0.0.1:9090");
     }

@@ -57,8 +57,11 @@ async fn streaming_with_usage() {
     let chunks: Vec<serde_json::Value> =
         events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    let text: String =
-        chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect::<Vec<_>>().concat();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect::<Vec<_>>()
+        .concat();
     assert_eq!(text, "Simulated reply to: Hello there");
     let finishes: Vec<_> = chunks.iter().filter(|c| !c["choices"][0]["finish_reason"].is_null()).collect();
     assert_eq!(finishes.len(), 1);
@@ -138,7 +141,8 @@ async fn models_are_listed_per_caller_and_reloaded() {
     let h = Harness::start().await;
     let r = h.call(Method::GET, "/v1/models", Some(KEY), None).await;
     assert_eq!(r.status, StatusCode::OK);
-    let ids: Vec<_> = r.json()["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<_> =
+        r.json()["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids, ["demo/claude-sonnet", "demo/nova-lite", "demo/team-profile"]);
 
     // A model added to the folder is served without a restart; a broken file changes nothing.
@@ -173,7 +177,9 @@ async fn ops_endpoints() {
     h.chat(hello("demo/nova-lite")).await;
     let metrics = h.call(Method::GET, "/metrics", None, None).await.text();
     assert!(
-        metrics.contains("bedrock_gateway_requests_total{endpoint=\"chat\",model=\"demo/nova-lite\",status=\"200\"} 1"),
+        metrics.contains(
+            "bedrock_gateway_requests_total{endpoint=\"chat\",model=\"demo/nova-lite\",status=\"200\"} 1"
+        ),
         "{metrics}"
     );
     assert!(!metrics.contains(KEY));

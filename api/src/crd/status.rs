@@ -26,6 +26,8 @@ pub trait ObjectStatus {
     fn observed_generation(&self) -> Option<i64>;
     /// The conditions.
     fn conditions(&self) -> &[Condition];
+    /// The conditions, to replace them.
+    fn conditions_mut(&mut self) -> &mut Vec<Condition>;
 }
 
 /// Implements [`ObjectStatus`] for a status struct with `observed_generation` and `conditions`.
@@ -37,6 +39,9 @@ macro_rules! object_status {
             }
             fn conditions(&self) -> &[Condition] {
                 &self.conditions
+            }
+            fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+                &mut self.conditions
             }
         }
     )*};

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode, sign};
+use aws_sigv4::http_request::{
+    SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode, sign,
+};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
@@ -137,14 +139,23 @@ impl ControlPlane {
             .expect("ring supports the default TLS versions")
             .with_root_certificates(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
             .with_no_client_auth();
-        let connector =
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         ControlPlane { client: Client::builder(TokioExecutor::new()).build(connector) }
     }
 
     /// ListFoundationModels and every page of ListInferenceProfiles at `endpoint` (no `{region}` left).
-    pub async fn catalogue(&self, endpoint: &str, region: &str, auth: &Auth) -> Result<Catalogue, AwsFailure> {
-        let listed: ListFoundationModelsResponse = self.get(endpoint, "/foundation-models", region, auth).await?;
+    pub async fn catalogue(
+        &self,
+        endpoint: &str,
+        region: &str,
+        auth: &Auth,
+    ) -> Result<Catalogue, AwsFailure> {
+        let listed: ListFoundationModelsResponse =
+            self.get(endpoint, "/foundation-models", region, auth).await?;
         let models = listed
             .model_summaries
             .into_iter()
@@ -172,7 +183,12 @@ impl ControlPlane {
     }
 
     /// ListFoundationModels only: the API-key check.
-    pub async fn list_foundation_models(&self, endpoint: &str, region: &str, auth: &Auth) -> Result<(), AwsFailure> {
+    pub async fn list_foundation_models(
+        &self,
+        endpoint: &str,
+        region: &str,
+        auth: &Auth,
+    ) -> Result<(), AwsFailure> {
         let _: ListFoundationModelsResponse = self.get(endpoint, "/foundation-models", region, auth).await?;
         Ok(())
     }
@@ -217,7 +233,9 @@ impl ControlPlane {
         }
         let response = tokio::time::timeout(TIMEOUT, self.client.request(request))
             .await
-            .map_err(|_| AwsFailure::unreachable("Timeout", format!("no answer from {endpoint} in {TIMEOUT:?}")))?
+            .map_err(|_| {
+                AwsFailure::unreachable("Timeout", format!("no answer from {endpoint} in {TIMEOUT:?}"))
+            })?
             .map_err(|e| AwsFailure::unreachable("ConnectionError", format!("{endpoint}: {e}")))?;
         let status = response.status();
         let code = response
@@ -245,7 +263,11 @@ impl ControlPlane {
 }
 
 /// Adds `x-amz-date`, `x-amz-security-token` (when present) and `authorization` to a GET.
-fn sign_v4(request: &mut Request<Empty<Bytes>>, credentials: &Credentials, region: &str) -> Result<(), AwsFailure> {
+fn sign_v4(
+    request: &mut Request<Empty<Bytes>>,
+    credentials: &Credentials,
+    region: &str,
+) -> Result<(), AwsFailure> {
     let mut settings = SigningSettings::default();
     // The path is already percent-encoded; normalizing it would change what AWS verifies.
     settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
@@ -261,7 +283,8 @@ fn sign_v4(request: &mut Request<Empty<Bytes>>, credentials: &Credentials, regio
         .into();
     let uri = request.uri().to_string();
     let headers = request.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
-    let signable = SignableRequest::new("GET", uri, headers, SignableBody::Bytes(&[])).map_err(signing_failed)?;
+    let signable =
+        SignableRequest::new("GET", uri, headers, SignableBody::Bytes(&[])).map_err(signing_failed)?;
     let (instructions, _signature) = sign(signable, &params).map_err(signing_failed)?.into_parts();
     instructions.apply_to_request_http1x(request);
     Ok(())

@@ -25,25 +25,27 @@ pub(super) async fn credentials(
     secret: Option<&AccountSecret>,
 ) -> Result<Credentials, AwsFailure> {
     match (&account.auth, secret) {
-        (AccountAuth::AccessKey, Some(AccountSecret::AccessKey { access_key_id, secret_access_key, session_token })) => {
-            Ok(Credentials::new(
-                access_key_id.expose(),
-                secret_access_key.expose(),
-                session_token.as_ref().map(|t| t.expose().to_string()),
-                None,
-                "bedrock-gateway-account",
-            ))
-        }
+        (
+            AccountAuth::AccessKey,
+            Some(AccountSecret::AccessKey { access_key_id, secret_access_key, session_token }),
+        ) => Ok(Credentials::new(
+            access_key_id.expose(),
+            secret_access_key.expose(),
+            session_token.as_ref().map(|t| t.expose().to_string()),
+            None,
+            "bedrock-gateway-account",
+        )),
         (AccountAuth::PodIdentity, _) => {
             let config = sdk_config(http, account).await;
-            let provider = config
-                .credentials_provider()
-                .ok_or_else(|| AwsFailure::rejected("NoCredentials", "the operator pod has no AWS identity"))?;
+            let provider = config.credentials_provider().ok_or_else(|| {
+                AwsFailure::rejected("NoCredentials", "the operator pod has no AWS identity")
+            })?;
             provider.provide_credentials().await.map_err(|e| credentials_failure(&e))
         }
         (AccountAuth::AssumeRole { role_arn, external_id, session_name }, _) => {
             let config = sdk_config(http, account).await;
-            let mut builder = AssumeRoleProvider::builder(role_arn).session_name(session_name).configure(&config);
+            let mut builder =
+                AssumeRoleProvider::builder(role_arn).session_name(session_name).configure(&config);
             if let Some(external_id) = external_id {
                 builder = builder.external_id(external_id);
             }
@@ -99,7 +101,10 @@ fn sdk_failure<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fm
             let err = service.err();
             let code = err.code().unwrap_or("Unknown").to_string();
             let message = err.message().unwrap_or_default().to_string();
-            if code.contains("Throttl") || code.contains("ServiceUnavailable") || code.contains("InternalFailure") {
+            if code.contains("Throttl")
+                || code.contains("ServiceUnavailable")
+                || code.contains("InternalFailure")
+            {
                 AwsFailure::unreachable(code, message)
             } else {
                 AwsFailure::rejected(code, message)

@@ -75,21 +75,27 @@ impl Aws {
                     Ok(mut value) => {
                         value.set_sensitive(true);
                         let auth = Auth::Bearer(value);
-                        let checked = self.control.list_foundation_models(&control(region), region, &auth).await;
+                        let checked =
+                            self.control.list_foundation_models(&control(region), region, &auth).await;
                         (checked.map(|()| Verification::ApiKeyAccepted), Some(auth))
                     }
                     Err(_) => (
-                        Err(AwsFailure::rejected("InvalidApiKey", "the API key is not a valid HTTP header value")),
+                        Err(AwsFailure::rejected(
+                            "InvalidApiKey",
+                            "the API key is not a valid HTTP header value",
+                        )),
                         None,
                     ),
                 }
             }
-            (AccountAuth::ApiKey, _) | (AccountAuth::AccessKey, None | Some(AccountSecret::ApiKey { .. })) => {
+            (AccountAuth::ApiKey, _)
+            | (AccountAuth::AccessKey, None | Some(AccountSecret::ApiKey { .. })) => {
                 (Err(AwsFailure::rejected("NoCredentials", "the account's Secret holds no usable key")), None)
             }
             _ => match identity::credentials(&self.sdk_http, account, input.secret).await {
                 Ok(credentials) => {
-                    let verified = identity::caller_identity(&self.sdk_http, account, credentials.clone()).await;
+                    let verified =
+                        identity::caller_identity(&self.sdk_http, account, credentials.clone()).await;
                     (verified.map(Verification::Identity), Some(Auth::SigV4(credentials)))
                 }
                 Err(failure) => (Err(failure), None),

@@ -47,7 +47,10 @@ pub async fn completions(
     app.metrics.requests.with_label_values(&[ENDPOINT, &model_label, status.as_str()]).inc();
     // A stream records its duration when it ends; everything else ends here.
     if !matches!(&result, Ok(r) if matches!(r.body(), ResponseBody::Stream(_))) {
-        app.metrics.duration.with_label_values(&[ENDPOINT, &model_label]).observe(started.elapsed().as_secs_f64());
+        app.metrics
+            .duration
+            .with_label_values(&[ENDPOINT, &model_label])
+            .observe(started.elapsed().as_secs_f64());
     }
     result
 }
@@ -62,7 +65,8 @@ async fn complete(
     let (parts, body) = req.into_parts();
     let subject = authenticate(&parts.headers, &snapshot)?;
     let request = parse_chat_request(&read_body(app, body).await?)?;
-    let route = snapshot.routes.get(&request.model).ok_or_else(|| ApiError::model_not_found(&request.model))?;
+    let route =
+        snapshot.routes.get(&request.model).ok_or_else(|| ApiError::model_not_found(&request.model))?;
     model_label.clone_from(&route.model.served_name);
     if !snapshot.policies.allows(subject, &request.model) {
         return Err(ApiError::forbidden(format!("You do not have access to the model `{}`.", request.model))
@@ -190,7 +194,10 @@ impl SseBody {
     fn end(&mut self) {
         self.done = true;
         if let Some(f) = self.finish.take() {
-            f.metrics.duration.with_label_values(&[ENDPOINT, &f.model]).observe(f.started.elapsed().as_secs_f64());
+            f.metrics
+                .duration
+                .with_label_values(&[ENDPOINT, &f.model])
+                .observe(f.started.elapsed().as_secs_f64());
             if let Some(usage) = self.translator.usage() {
                 record_tokens(&f.metrics, &f.model, &usage);
             }
@@ -207,7 +214,10 @@ impl Body for SseBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
         loop {
             if !this.out.is_empty() {
@@ -240,9 +250,12 @@ impl Body for SseBody {
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "Bedrock stream broke off");
-                    this.fail(ApiError::bad_gateway("The Bedrock stream broke off before the answer was complete."));
+                    this.fail(ApiError::bad_gateway(
+                        "The Bedrock stream broke off before the answer was complete.",
+                    ));
                 }
-                None => this.fail(ApiError::bad_gateway("The Bedrock stream ended before the answer was complete.")),
+                None => this
+                    .fail(ApiError::bad_gateway("The Bedrock stream ended before the answer was complete.")),
             }
         }
     }

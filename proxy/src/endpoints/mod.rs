@@ -19,7 +19,9 @@ use crate::snapshot::Snapshot;
 
 /// The config being served, or 503 before the first load.
 pub fn snapshot(app: &App) -> Result<Arc<Snapshot>, ApiError> {
-    app.config.current().ok_or_else(|| ApiError::unavailable("The gateway has not loaded its configuration yet."))
+    app.config
+        .current()
+        .ok_or_else(|| ApiError::unavailable("The gateway has not loaded its configuration yet."))
 }
 
 /// Reads a request body up to the configured limit (413 beyond it).

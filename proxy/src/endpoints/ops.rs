@@ -20,7 +20,9 @@ pub fn readyz(app: &App) -> Response<ResponseBody> {
     }
     match app.config.current() {
         Some(_) => text_response(StatusCode::OK, "text/plain; charset=utf-8", "ready\n"),
-        None => text_response(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "no config loaded\n"),
+        None => {
+            text_response(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "no config loaded\n")
+        }
     }
 }
 

@@ -1,0 +1,198 @@
+//! The render loop: whenever a watched object or an AWS fact changes, render everything into a
+//! new [`Plan`], write the ConfigMap and Secret when their hashes changed, publish the plan to
+//! the controllers and ask them to reconcile exactly the objects whose status it changes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use api::Manifests;
+use api::crd::{API_KEY_SECRET_TYPE, AccessPolicy, BedrockAccount, BedrockModel};
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::sync::{mpsc, watch};
+
+use crate::apply::Applier;
+use crate::context::Context;
+use crate::controller::{Reconciled, Triggers};
+use crate::plan::{Plan, plan};
+
+/// Bursts of changes within this window render once.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+/// Render at least this often, so a lost update cannot stick.
+const RESYNC: Duration = Duration::from_secs(300);
+/// Pause before retrying a failed write of the config.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// The stores the renderer reads.
+#[derive(Clone)]
+pub struct Stores {
+    /// BedrockAccounts.
+    pub accounts: Store<BedrockAccount>,
+    /// BedrockModels.
+    pub models: Store<BedrockModel>,
+    /// AccessPolicies.
+    pub policies: Store<AccessPolicy>,
+    /// Secrets.
+    pub secrets: Store<Secret>,
+}
+
+impl Stores {
+    /// The watched objects as render input; only the Secrets render reads are copied.
+    pub fn manifests(&self) -> Manifests {
+        let accounts: Vec<BedrockAccount> =
+            self.accounts.state().iter().map(|a| a.as_ref().clone()).collect();
+        let secrets = self
+            .secrets
+            .state()
+            .iter()
+            .filter(|s| s.type_.as_deref() == Some(API_KEY_SECRET_TYPE) || is_referenced(&accounts, s))
+            .map(|s| s.as_ref().clone())
+            .collect();
+        Manifests {
+            models: self.models.state().iter().map(|m| m.as_ref().clone()).collect(),
+            policies: self.policies.state().iter().map(|p| p.as_ref().clone()).collect(),
+            accounts,
+            secrets,
+            skipped: Vec::new(),
+        }
+    }
+}
+
+/// True when an account in the Secret's namespace reads it.
+fn is_referenced(accounts: &[BedrockAccount], secret: &Secret) -> bool {
+    let name = secret.name_any();
+    accounts.iter().filter(|a| a.namespace() == secret.namespace()).any(|a| {
+        let auth = &a.spec.auth;
+        auth.access_key.as_ref().is_some_and(|k| k.secret_ref.name == name)
+            || auth.api_key.as_ref().is_some_and(|k| k.secret_ref.name == name)
+    })
+}
+
+/// Senders of the controllers' trigger streams.
+pub struct TriggerSenders {
+    accounts: mpsc::UnboundedSender<ObjectRef<BedrockAccount>>,
+    models: mpsc::UnboundedSender<ObjectRef<BedrockModel>>,
+    policies: mpsc::UnboundedSender<ObjectRef<AccessPolicy>>,
+}
+
+/// A stream of what `rx` receives.
+fn receiver_stream<T: Send + 'static>(
+    rx: mpsc::UnboundedReceiver<T>,
+) -> std::pin::Pin<Box<dyn futures_util::Stream<Item = T> + Send>> {
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+}
+
+/// Connected trigger senders and streams.
+pub fn triggers() -> (TriggerSenders, Triggers) {
+    let (accounts, accounts_rx) = mpsc::unbounded_channel();
+    let (models, models_rx) = mpsc::unbounded_channel();
+    let (policies, policies_rx) = mpsc::unbounded_channel();
+    let streams = Triggers {
+        accounts: receiver_stream(accounts_rx),
+        models: receiver_stream(models_rx),
+        policies: receiver_stream(policies_rx),
+    };
+    (TriggerSenders { accounts, models, policies }, streams)
+}
+
+/// The objects of `store` whose desired status differs between `old` and `new`.
+fn changed<K: Reconciled>(store: &Store<K>, old: &Plan, new: &Plan) -> Vec<ObjectRef<K>> {
+    store
+        .state()
+        .iter()
+        .filter(|o| K::desired(old, o) != K::desired(new, o))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+/// Accounts whose AWS inputs (auth, secret, endpoints, models) differ between the plans.
+fn inputs_changed(store: &Store<BedrockAccount>, old: &Plan, new: &Plan) -> Vec<ObjectRef<BedrockAccount>> {
+    store
+        .state()
+        .iter()
+        .filter(|a| {
+            let name = a.name_any();
+            old.account_input(&name).map(|i| i.fingerprint())
+                != new.account_input(&name).map(|i| i.fingerprint())
+        })
+        .map(|a| ObjectRef::from_obj(a.as_ref()))
+        .collect()
+}
+
+/// Renders, applies and publishes until the process ends.
+pub async fn run(
+    ctx: Arc<Context>,
+    stores: Stores,
+    mut ready: Vec<watch::Receiver<bool>>,
+    plan_tx: watch::Sender<Arc<Plan>>,
+    applier: Applier,
+    senders: TriggerSenders,
+) {
+    for r in &mut ready {
+        if r.wait_for(|ready| *ready).await.is_err() {
+            return;
+        }
+    }
+    tracing::info!("caches are filled; rendering");
+    loop {
+        let started = Instant::now();
+        let manifests = stores.manifests();
+        prune_facts(&ctx, &manifests);
+        let next = Arc::new(plan(&manifests, &ctx.facts()));
+        ctx.metrics.render_duration.observe(started.elapsed().as_secs_f64());
+        ctx.metrics.problem_objects.set(next.problems.len() as i64);
+        let applied = applier.apply(&next).await;
+        match &applied {
+            Ok(applied) => {
+                if applied.config {
+                    ctx.metrics.applies.with_label_values(&["config"]).inc();
+                }
+                if applied.credentials {
+                    ctx.metrics.applies.with_label_values(&["credentials"]).inc();
+                }
+                if applied.config || applied.credentials {
+                    tracing::info!(
+                        config_hash = %next.config_hash,
+                        models = next.rendered.config.models.len(),
+                        problems = next.problems.len(),
+                        "applied the rendered config"
+                    );
+                }
+                ctx.metrics.set_ready(true);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot write the rendered config; retrying"),
+        }
+        let old = plan_tx.send_replace(Arc::clone(&next));
+        send_all(&senders.accounts, changed(&stores.accounts, &old, &next));
+        send_all(&senders.accounts, inputs_changed(&stores.accounts, &old, &next));
+        send_all(&senders.models, changed(&stores.models, &old, &next));
+        send_all(&senders.policies, changed(&stores.policies, &old, &next));
+        if applied.is_err() {
+            applier.forget().await;
+            tokio::time::sleep(RETRY).await;
+            continue;
+        }
+        tokio::select! {
+            () = ctx.changed.notified() => {}
+            () = tokio::time::sleep(RESYNC) => {}
+        }
+        tokio::time::sleep(DEBOUNCE).await;
+    }
+}
+
+/// Queues every reference on `tx`.
+fn send_all<K: kube::Resource<DynamicType = ()>>(
+    tx: &mpsc::UnboundedSender<ObjectRef<K>>,
+    refs: Vec<ObjectRef<K>>,
+) {
+    for r in refs {
+        let _ = tx.send(r);
+    }
+}
+
+/// Forgets the facts of accounts that no longer exist.
+fn prune_facts(ctx: &Context, manifests: &Manifests) {
+    let mut facts = ctx.facts.write().unwrap_or_else(|e| e.into_inner());
+    facts.retain(|name, _| manifests.accounts.iter().any(|a| &a.name_any() == name));
+}
