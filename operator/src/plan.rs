@@ -262,3 +262,169 @@ fn known_subjects(rendered: &Rendered) -> BTreeSet<String> {
         rendered.config.accounts.values().flat_map(|a| a.collaborators.iter().map(|c| c.subject.clone()));
     keys.chain(collaborators).filter_map(|s| subject_label(&s)).collect()
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::aws::facts::{AccountFacts, Catalogue, FoundationModel, InferenceProfile, Verification};
+
+    /// The quick-start account, its key Secret and two models, in namespace ai-gateway.
+    pub(crate) const BASE: &str = r#"
+apiVersion: bedrockgateway.io/v1alpha1
+kind: BedrockAccount
+metadata: {name: demo, namespace: ai-gateway, generation: 1}
+spec:
+  defaultRegion: us-east-1
+  auth: {accessKey: {secretRef: {name: aws-keys}}}
+  collaborators: [{team: ml, role: user}, {user: bob@example.com, role: manager}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: aws-keys, namespace: ai-gateway}
+stringData: {accessKeyId: AKID, secretAccessKey: SECRET}
+---
+apiVersion: bedrockgateway.io/v1alpha1
+kind: BedrockModel
+metadata: {name: nova-lite, namespace: ai-gateway, generation: 1}
+spec: {accountRef: demo, modelId: "amazon.nova-lite-v1:0"}
+---
+apiVersion: bedrockgateway.io/v1alpha1
+kind: BedrockModel
+metadata: {name: claude, namespace: ai-gateway, generation: 2}
+spec: {accountRef: demo, modelId: "us.anthropic.claude-3-7-sonnet-20250219-v1:0", region: us-west-2}
+---
+apiVersion: bedrockgateway.io/v1alpha1
+kind: AccessPolicy
+metadata: {name: team, namespace: ai-gateway, generation: 1}
+spec:
+  subjects: [{team: ml}, {user: carol@example.com}]
+  models: ["demo/*", "other/*"]
+"#;
+
+    /// Manifests parsed from YAML documents.
+    pub(crate) fn manifests(yaml: &str) -> Manifests {
+        Manifests::parse(yaml, "test").unwrap()
+    }
+
+    /// Facts of a verified account whose regions list the simulator-like catalogue.
+    pub(crate) fn verified_facts(regions: &[&str]) -> AccountFacts {
+        let catalogue = Catalogue {
+            models: vec![
+                FoundationModel { model_id: "amazon.nova-lite-v1:0".into(), on_demand: true },
+                FoundationModel { model_id: "amazon.titan-embed-text-v2:0".into(), on_demand: true },
+                FoundationModel { model_id: "anthropic.claude-3-7-sonnet-20250219-v1:0".into(), on_demand: false },
+            ],
+            profiles: vec![InferenceProfile {
+                id: "us.anthropic.claude-3-7-sonnet-20250219-v1:0".into(),
+                arn: "arn:aws:bedrock:us-west-2:123456789012:inference-profile/us.anthropic.claude-3-7-sonnet-20250219-v1:0"
+                    .into(),
+                model_ids: vec!["anthropic.claude-3-7-sonnet-20250219-v1:0".into()],
+            }],
+        };
+        let profile = catalogue.profiles[0].clone();
+        AccountFacts {
+            fingerprint: String::new(),
+            verification: Ok(Verification::Identity(crate::aws::facts::Identity {
+                arn: "arn:aws:iam::123456789012:user/gateway".into(),
+                account: "123456789012".into(),
+            })),
+            regions: regions.iter().map(|r| (r.to_string(), Ok(catalogue.clone()))).collect(),
+            profiles: BTreeMap::from([(("us-west-2".to_string(), profile.id.clone()), Ok(profile))]),
+        }
+    }
+
+    /// Facts by account for one account.
+    pub(crate) fn facts_of(name: &str, facts: AccountFacts) -> Facts {
+        BTreeMap::from([(name.to_string(), Arc::new(facts))])
+    }
+
+    #[test]
+    fn one_broken_model_does_not_take_the_others_off_the_air() {
+        let yaml = format!(
+            "{BASE}---\napiVersion: bedrockgateway.io/v1alpha1\nkind: BedrockModel\n\
+             metadata: {{name: typo, namespace: ai-gateway}}\nspec: {{accountRef: dmeo, modelId: \"amazon.nova-pro-v1:0\"}}\n"
+        );
+        let plan = plan(&manifests(&yaml), &Facts::default());
+        let served: Vec<&str> = plan.rendered.config.models.keys().map(String::as_str).collect();
+        assert_eq!(served, ["demo/claude", "demo/nova-lite"]);
+        assert_eq!(plan.problems.keys().collect::<Vec<_>>(), ["BedrockModel ai-gateway/typo"]);
+        assert_eq!(
+            plan.problems["BedrockModel ai-gateway/typo"][0].message,
+            "BedrockAccount dmeo not found in namespace ai-gateway"
+        );
+        assert!(plan.rendered.credentials.accounts.contains_key("demo"));
+    }
+
+    #[test]
+    fn models_of_a_broken_account_say_the_account_is_not_ready() {
+        let yaml = BASE.replace("secretAccessKey: SECRET", "secretAccesKey: SECRET");
+        let plan = plan(&manifests(&yaml), &Facts::default());
+        assert!(plan.rendered.config.accounts.is_empty() && plan.rendered.config.models.is_empty());
+        let account = &plan.problems["BedrockAccount ai-gateway/demo"][0];
+        assert_eq!(account.message, "Secret aws-keys has no key secretAccessKey");
+        let model = &plan.problems["BedrockModel ai-gateway/nova-lite"][0];
+        assert_eq!(model.field, "spec.accountRef");
+        assert_eq!(model.message, "BedrockAccount demo is not ready: Secret aws-keys has no key secretAccessKey");
+        assert_eq!(model.fix, "fix BedrockAccount demo (see `kubectl describe bedrockaccount demo -n ai-gateway`)");
+        // The policy itself is fine and stays in force.
+        assert_eq!(plan.rendered.config.policies.len(), 1);
+    }
+
+    #[test]
+    fn discovery_serves_included_models_that_no_bedrock_model_names() {
+        let yaml = BASE.replace(
+            "  defaultRegion: us-east-1\n",
+            "  defaultRegion: us-east-1\n  discovery: {enabled: true, include: [\"amazon.*\", \"us.*\"]}\n",
+        );
+        let plan = plan(&manifests(&yaml), &facts_of("demo", verified_facts(&["us-east-1", "us-west-2"])));
+        let served: Vec<(&str, &str)> =
+            plan.rendered.config.models.values().map(|m| (m.served_name.as_str(), m.region.as_str())).collect();
+        assert_eq!(
+            served,
+            [
+                ("demo/amazon.titan-embed-text-v2:0", "us-east-1"),
+                ("demo/claude", "us-west-2"),
+                ("demo/nova-lite", "us-east-1"),
+            ]
+        );
+        // amazon.nova-lite and the us. profile are served by BedrockModels already; claude-3-7 is
+        // not invocable on demand; nothing outside the globs is served.
+        let embed = &plan.rendered.config.models["demo/amazon.titan-embed-text-v2:0"];
+        assert_eq!(embed.kind, api::config::ModelKind::Embedding);
+        assert_eq!(plan.discovered["demo"], 1);
+        // The declared profile model carries what GetInferenceProfile said is behind it.
+        assert_eq!(
+            plan.rendered.config.models["demo/claude"].underlying_model_id.as_deref(),
+            Some("anthropic.claude-3-7-sonnet-20250219-v1:0")
+        );
+        assert_eq!(
+            plan.declared["demo"],
+            BTreeSet::from([
+                ("us-east-1".to_string(), "amazon.nova-lite-v1:0".to_string()),
+                ("us-west-2".to_string(), "us.anthropic.claude-3-7-sonnet-20250219-v1:0".to_string()),
+            ])
+        );
+    }
+
+    #[test]
+    fn user_collaborators_may_call_the_accounts_models() {
+        let plan = plan(&manifests(BASE), &Facts::default());
+        let grant = plan.rendered.config.policies.iter().find(|p| p.name.ends_with("(collaborators)")).unwrap();
+        assert_eq!(grant.name, "ai-gateway/demo (collaborators)");
+        assert_eq!(grant.subjects, [SubjectRef::Team("ml".into())]);
+        assert_eq!(grant.models, ["demo/*"]);
+        assert!(plan.known_subjects.contains("team ml") && plan.known_subjects.contains("user bob@example.com"));
+    }
+
+    #[test]
+    fn hashes_follow_the_content_only() {
+        let a = plan(&manifests(BASE), &Facts::default());
+        let b = plan(&manifests(BASE), &Facts::default());
+        assert_eq!((a.config_hash.len(), &a.config_hash, &a.credentials_hash), (64, &b.config_hash, &b.credentials_hash));
+        let rotated = plan(&manifests(&BASE.replace("SECRET", "ROTATED")), &Facts::default());
+        assert_eq!(rotated.config_hash, a.config_hash, "a key rotation does not touch the ConfigMap");
+        assert_ne!(rotated.credentials_hash, a.credentials_hash);
+    }
+}

@@ -7,6 +7,7 @@
 //! `--simulator` mode.
 
 mod auth;
+mod control;
 mod converse;
 mod errors;
 mod eventstream;

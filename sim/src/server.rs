@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::errors::{AwsError, request_id};
 use crate::record::{RecordedRequest, Recorder};
 use crate::sigv4::SignedRequest;
-use crate::{SimConfig, auth, converse, eventstream, faults, reply, request, stream};
+use crate::{SimConfig, auth, control, converse, eventstream, faults, reply, request, stream};
 
 /// Response body type: a whole buffer or a stream of event frames.
 type Body = UnsyncBoxBody<Bytes, io::Error>;
@@ -230,7 +230,6 @@ async fn bedrock(
     target: &str,
     body: &[u8],
 ) -> Result<Response<Body>, AwsError> {
-    let (label, op) = route(&parts.method, parts.uri.path()).ok_or_else(AwsError::unknown_operation)?;
     let signed = SignedRequest {
         method: parts.method.as_str(),
         target,
@@ -238,6 +237,13 @@ async fn bedrock(
         authority: parts.uri.authority().map(|a| a.as_str()),
         body,
     };
+    if let Some(op) = control::route(&parts.method, parts.uri.path()) {
+        auth::authenticate(&state.config, &signed, SystemTime::now())?;
+        let authorization = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let answer = control::answer(&op, &control::region(authorization), parts.uri.query().unwrap_or_default())?;
+        return Ok(response(StatusCode::OK, "application/json", serde_json::to_vec(&answer).unwrap_or_default()));
+    }
+    let (label, op) = route(&parts.method, parts.uri.path()).ok_or_else(AwsError::unknown_operation)?;
     auth::authenticate(&state.config, &signed, SystemTime::now())?;
     let model_id = decode_model_id(label)?;
     let input = request::parse(body)?;
