@@ -142,3 +142,41 @@ impl Elector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(holder: &str, renewed: i64) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.to_string()),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(MicroTime(Timestamp::from_second(renewed).unwrap())),
+            lease_transitions: Some(3),
+            ..LeaseSpec::default()
+        }
+    }
+
+    #[test]
+    fn holders_renew_others_wait_until_expiry() {
+        let now = Timestamp::from_second(1_000).unwrap();
+        assert_eq!(decide(None, "a", now), Decision::Acquire);
+        assert_eq!(decide(Some(&spec("a", 999)), "a", now), Decision::Renew);
+        assert_eq!(decide(Some(&spec("b", 990)), "a", now), Decision::Wait { holder: "b".into() });
+        assert_eq!(decide(Some(&spec("b", 984)), "a", now), Decision::Acquire, "renewed 16 s ago: expired");
+        assert_eq!(decide(Some(&spec("", 999)), "a", now), Decision::Acquire, "released");
+    }
+
+    #[test]
+    fn taking_over_counts_a_transition_renewing_does_not() {
+        let now = Timestamp::from_second(1_000).unwrap();
+        let taken = next_spec(Some(&spec("b", 900)), &Decision::Acquire, "a", now);
+        assert_eq!(
+            (taken.holder_identity.as_deref(), taken.lease_transitions, taken.acquire_time.map(|t| t.0)),
+            (Some("a"), Some(4), Some(now))
+        );
+        let renewed = next_spec(Some(&spec("a", 995)), &Decision::Renew, "a", now);
+        assert_eq!((renewed.lease_transitions, renewed.renew_time.map(|t| t.0)), (Some(3), Some(now)));
+        assert_eq!(next_spec(None, &Decision::Acquire, "a", now).lease_transitions, Some(0));
+    }
+}

@@ -133,3 +133,31 @@ where
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::tests::{BASE, manifests};
+
+    #[test]
+    fn managers_edit_models_users_read_them_teams_are_groups() {
+        let mut account = manifests(BASE).accounts.remove(0);
+        account.metadata.uid = Some("uid-1".into());
+        let (role, binding) = objects(&account, CollaboratorRole::Manager).unwrap();
+        assert_eq!(role.metadata.name.as_deref(), Some("bedrock-gateway-demo-managers"));
+        let rules = role.rules.unwrap();
+        assert_eq!(rules[0].verbs, ["get", "list", "watch", "create", "update", "patch", "delete"]);
+        assert_eq!(rules[1].resource_names.as_deref(), Some(&["demo".to_string()][..]));
+        let subjects = binding.subjects.unwrap();
+        assert_eq!((subjects[0].kind.as_str(), subjects[0].name.as_str()), ("User", "bob@example.com"));
+        let owner = &binding.metadata.owner_references.unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("BedrockAccount", "demo", Some(true)));
+
+        let (role, binding) = objects(&account, CollaboratorRole::User).unwrap();
+        assert_eq!(role.rules.unwrap()[0].verbs, ["get", "list", "watch"]);
+        assert_eq!(binding.subjects.unwrap()[0].kind, "Group");
+
+        account.spec.collaborators.clear();
+        assert!(objects(&account, CollaboratorRole::User).is_none());
+    }
+}

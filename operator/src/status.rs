@@ -483,3 +483,210 @@ fn unknown_subject(plan: &Plan, subject: &Subject) -> Option<String> {
     };
     subject_label(&subject_ref).filter(|label| !plan.known_subjects.contains(label))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::facts::{Catalogue, Facts};
+    use crate::plan::plan;
+    use crate::plan::tests::{BASE, facts_of, manifests, verified_facts};
+
+    fn conditions(list: &[Condition]) -> Vec<(&str, &str, &str, &str)> {
+        list.iter().map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str(), c.message.as_str())).collect()
+    }
+
+    #[test]
+    fn account_with_a_missing_key_says_which_key_and_where() {
+        let m = manifests(&BASE.replace("secretAccessKey: SECRET", "other: SECRET"));
+        let status = account(&plan(&m, &Facts::default()), &m.accounts[0]).unwrap();
+        assert_eq!(status.observed_generation, Some(1));
+        assert_eq!(
+            conditions(&status.conditions),
+            [
+                (
+                    "Ready",
+                    "False",
+                    "SecretInvalid",
+                    "spec.auth.accessKey.secretRef: Secret aws-keys has no key secretAccessKey \
+                     (fix: add secretAccessKey to Secret aws-keys (under data or stringData))"
+                ),
+                ("CredentialsVerified", "Unknown", "NotChecked", "fix the spec problems first"),
+            ]
+        );
+    }
+
+    #[test]
+    fn verified_account_shows_identity_regions_and_counts() {
+        let m = manifests(BASE);
+        let p = plan(&m, &facts_of("demo", verified_facts(&["us-east-1", "us-west-2"])));
+        let status = account(&p, &m.accounts[0]).unwrap();
+        assert_eq!(
+            conditions(&status.conditions),
+            [
+                ("Ready", "True", "Ready", "served as demo/* with 2 model(s)"),
+                (
+                    "CredentialsVerified",
+                    "True",
+                    "Verified",
+                    "sts:GetCallerIdentity succeeded as arn:aws:iam::123456789012:user/gateway (account 123456789012)"
+                ),
+                (
+                    "ModelAccess",
+                    "True",
+                    "Listed",
+                    "us-east-1: 3 foundation model(s), 1 inference profile(s); \
+                     us-west-2: 3 foundation model(s), 1 inference profile(s)"
+                ),
+            ]
+        );
+        assert_eq!(status.identity_arn.as_deref(), Some("arn:aws:iam::123456789012:user/gateway"));
+        // nova-lite, titan-embed (on demand) and the us. profile.
+        assert_eq!(status.discovered_models, Some(3));
+        assert_eq!(status.served_discovered_models, None);
+    }
+
+    #[test]
+    fn a_role_that_cannot_be_assumed_shows_awss_reason() {
+        let yaml = BASE.replace(
+            "auth: {accessKey: {secretRef: {name: aws-keys}}}",
+            "auth: {assumeRole: {roleArn: \"arn:aws:iam::123456789012:role/bedrock\"}}",
+        );
+        let m = manifests(&yaml);
+        let mut facts = verified_facts(&[]);
+        facts.verification = Err(AwsFailure::rejected(
+            "AccessDenied",
+            "sts:AssumeRole: User: arn:aws:sts::123456789012:assumed-role/gw/x is not authorized to perform: sts:AssumeRole",
+        ));
+        let status = account(&plan(&m, &facts_of("demo", facts)), &m.accounts[0]).unwrap();
+        let ready = ready(&status.conditions).unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "CredentialsRejected"));
+        assert_eq!(
+            ready.message,
+            "sts:GetCallerIdentity failed: AccessDenied: sts:AssumeRole: User: arn:aws:sts::123456789012:assumed-role/gw/x \
+             is not authorized to perform: sts:AssumeRole (fix: check that the role exists and that its trust policy \
+             allows the gateway's own role (and externalId, if set))"
+        );
+        // An unreachable STS is no verdict: Unknown, and the account stays Ready.
+        let mut facts = verified_facts(&[]);
+        facts.verification = Err(AwsFailure::unreachable("ConnectionError", "sts.example: connection refused"));
+        let status = account(&plan(&m, &facts_of("demo", facts)), &m.accounts[0]).unwrap();
+        assert_eq!(
+            conditions(&status.conditions)[..2],
+            [
+                ("Ready", "True", "Ready", "served as demo/* with 2 model(s)"),
+                (
+                    "CredentialsVerified",
+                    "Unknown",
+                    "StsUnreachable",
+                    "sts:GetCallerIdentity failed: ConnectionError: sts.example: connection refused; retrying"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn models_show_served_name_region_underlying_model_and_reachability() {
+        let m = manifests(BASE);
+        let p = plan(&m, &facts_of("demo", verified_facts(&["us-east-1", "us-west-2"])));
+        let claude = model(&p, &m.models[1]).unwrap();
+        assert_eq!(claude.observed_generation, Some(2));
+        assert_eq!(
+            (claude.served_name.as_deref(), claude.region.as_deref(), claude.underlying_model_id.as_deref()),
+            (Some("demo/claude"), Some("us-west-2"), Some("anthropic.claude-3-7-sonnet-20250219-v1:0"))
+        );
+        assert_eq!(
+            conditions(&claude.conditions),
+            [
+                ("Ready", "True", "Served", "served as demo/claude in us-west-2"),
+                (
+                    "Reachable",
+                    "True",
+                    "ProfileFound",
+                    "inference profile us.anthropic.claude-3-7-sonnet-20250219-v1:0 in us-west-2 routes to \
+                     anthropic.claude-3-7-sonnet-20250219-v1:0"
+                ),
+            ]
+        );
+        // A model the region does not list is not Ready, and says what to try.
+        let mut facts = verified_facts(&["us-east-1", "us-west-2"]);
+        if let Some(Ok(catalogue)) = facts.regions.get_mut("us-east-1") {
+            *catalogue = Catalogue::default();
+        }
+        let p = plan(&m, &facts_of("demo", facts));
+        let nova = model(&p, &m.models[0]).unwrap();
+        assert_eq!(
+            conditions(&nova.conditions),
+            [
+                (
+                    "Ready",
+                    "False",
+                    "Unreachable",
+                    "bedrock:ListFoundationModels in us-east-1 does not list amazon.nova-lite-v1:0 (fix: check the model \
+                     id and region, or use a cross-region inference profile id such as us.amazon.nova-lite-v1:0)"
+                ),
+                (
+                    "Reachable",
+                    "False",
+                    "ModelNotListed",
+                    "bedrock:ListFoundationModels in us-east-1 does not list amazon.nova-lite-v1:0 (fix: check the model \
+                     id and region, or use a cross-region inference profile id such as us.amazon.nova-lite-v1:0)"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn policies_list_globs_and_subjects_that_match_nothing() {
+        let m = manifests(BASE);
+        let status = policy(&plan(&m, &Facts::default()), &m.policies[0]).unwrap();
+        assert_eq!(status.unmatched_models, ["other/*"]);
+        assert_eq!(status.unmatched_subjects, ["user carol@example.com"]);
+        assert_eq!(
+            conditions(&status.conditions)[1..],
+            [
+                (
+                    "ModelsMatched",
+                    "False",
+                    "UnmatchedModels",
+                    "other/* match(es) no served model (fix: create the BedrockModel or correct the glob; served names \
+                     are <account>/<model>)"
+                ),
+                (
+                    "SubjectsMatched",
+                    "False",
+                    "UnknownSubjects",
+                    "no API key Secret or account collaborator names user carol@example.com (fix: check the spelling; \
+                     OIDC users are not known to the operator and can be ignored here)"
+                ),
+            ]
+        );
+        assert_eq!(ready(&status.conditions).unwrap().status, "True");
+    }
+
+    #[test]
+    fn a_plan_older_than_the_object_writes_nothing() {
+        let m = manifests(BASE);
+        let p = plan(&m, &Facts::default());
+        let mut newer = m.models[0].clone();
+        newer.metadata.generation = Some(2);
+        assert!(model(&p, &newer).is_none());
+        assert!(model(&p, &m.models[0]).is_some());
+    }
+
+    #[test]
+    fn transition_times_and_events_follow_status_changes() {
+        let t0 = Timestamp::from_second(1_000).unwrap();
+        let t1 = Timestamp::from_second(2_000).unwrap();
+        let first = stamp(vec![condition(CONDITION_READY, Truth::False, "SecretInvalid", "a")], &[], Some(1), t0);
+        let same = stamp(vec![condition(CONDITION_READY, Truth::False, "SecretInvalid", "b")], &first, Some(2), t1);
+        assert_eq!((same[0].last_transition_time.0, same[0].observed_generation), (t0, Some(2)));
+        let fixed = stamp(vec![condition(CONDITION_READY, Truth::True, "Ready", "ok")], &same, Some(3), t1);
+        assert_eq!(fixed[0].last_transition_time.0, t1);
+
+        assert!(ready_event(ready(&first), ready(&same)).is_none(), "same status and reason: no event");
+        let event = ready_event(ready(&same), ready(&fixed)).unwrap();
+        assert_eq!((event.type_, event.reason.as_str(), event.note.as_deref()), (EventType::Normal, "Ready", Some("ok")));
+        let event = ready_event(None, ready(&first)).unwrap();
+        assert_eq!((event.type_, event.reason.as_str()), (EventType::Warning, "SecretInvalid"));
+    }
+}
