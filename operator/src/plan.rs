@@ -366,8 +366,14 @@ spec:
         assert_eq!(account.message, "Secret aws-keys has no key secretAccessKey");
         let model = &plan.problems["BedrockModel ai-gateway/nova-lite"][0];
         assert_eq!(model.field, "spec.accountRef");
-        assert_eq!(model.message, "BedrockAccount demo is not ready: Secret aws-keys has no key secretAccessKey");
-        assert_eq!(model.fix, "fix BedrockAccount demo (see `kubectl describe bedrockaccount demo -n ai-gateway`)");
+        assert_eq!(
+            model.message,
+            "BedrockAccount demo is not ready: Secret aws-keys has no key secretAccessKey"
+        );
+        assert_eq!(
+            model.fix,
+            "fix BedrockAccount demo (see `kubectl describe bedrockaccount demo -n ai-gateway`)"
+        );
         // The policy itself is fine and stays in force.
         assert_eq!(plan.rendered.config.policies.len(), 1);
     }
@@ -379,8 +385,13 @@ spec:
             "  defaultRegion: us-east-1\n  discovery: {enabled: true, include: [\"amazon.*\", \"us.*\"]}\n",
         );
         let plan = plan(&manifests(&yaml), &facts_of("demo", verified_facts(&["us-east-1", "us-west-2"])));
-        let served: Vec<(&str, &str)> =
-            plan.rendered.config.models.values().map(|m| (m.served_name.as_str(), m.region.as_str())).collect();
+        let served: Vec<(&str, &str)> = plan
+            .rendered
+            .config
+            .models
+            .values()
+            .map(|m| (m.served_name.as_str(), m.region.as_str()))
+            .collect();
         assert_eq!(
             served,
             [
@@ -411,18 +422,24 @@ spec:
     #[test]
     fn user_collaborators_may_call_the_accounts_models() {
         let plan = plan(&manifests(BASE), &Facts::default());
-        let grant = plan.rendered.config.policies.iter().find(|p| p.name.ends_with("(collaborators)")).unwrap();
+        let grant =
+            plan.rendered.config.policies.iter().find(|p| p.name.ends_with("(collaborators)")).unwrap();
         assert_eq!(grant.name, "ai-gateway/demo (collaborators)");
         assert_eq!(grant.subjects, [SubjectRef::Team("ml".into())]);
         assert_eq!(grant.models, ["demo/*"]);
-        assert!(plan.known_subjects.contains("team ml") && plan.known_subjects.contains("user bob@example.com"));
+        assert!(
+            plan.known_subjects.contains("team ml") && plan.known_subjects.contains("user bob@example.com")
+        );
     }
 
     #[test]
     fn hashes_follow_the_content_only() {
         let a = plan(&manifests(BASE), &Facts::default());
         let b = plan(&manifests(BASE), &Facts::default());
-        assert_eq!((a.config_hash.len(), &a.config_hash, &a.credentials_hash), (64, &b.config_hash, &b.credentials_hash));
+        assert_eq!(
+            (a.config_hash.len(), &a.config_hash, &a.credentials_hash),
+            (64, &b.config_hash, &b.credentials_hash)
+        );
         let rotated = plan(&manifests(&BASE.replace("SECRET", "ROTATED")), &Facts::default());
         assert_eq!(rotated.config_hash, a.config_hash, "a key rotation does not touch the ConfigMap");
         assert_ne!(rotated.credentials_hash, a.credentials_hash);

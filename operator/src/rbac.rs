@@ -151,7 +151,10 @@ mod tests {
         let subjects = binding.subjects.unwrap();
         assert_eq!((subjects[0].kind.as_str(), subjects[0].name.as_str()), ("User", "bob@example.com"));
         let owner = &binding.metadata.owner_references.unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("BedrockAccount", "demo", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("BedrockAccount", "demo", Some(true))
+        );
 
         let (role, binding) = objects(&account, CollaboratorRole::User).unwrap();
         assert_eq!(role.rules.unwrap()[0].verbs, ["get", "list", "watch"]);

@@ -492,7 +492,9 @@ mod tests {
     use crate::plan::tests::{BASE, facts_of, manifests, verified_facts};
 
     fn conditions(list: &[Condition]) -> Vec<(&str, &str, &str, &str)> {
-        list.iter().map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str(), c.message.as_str())).collect()
+        list.iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str(), c.message.as_str()))
+            .collect()
     }
 
     #[test]
@@ -568,7 +570,8 @@ mod tests {
         );
         // An unreachable STS is no verdict: Unknown, and the account stays Ready.
         let mut facts = verified_facts(&[]);
-        facts.verification = Err(AwsFailure::unreachable("ConnectionError", "sts.example: connection refused"));
+        facts.verification =
+            Err(AwsFailure::unreachable("ConnectionError", "sts.example: connection refused"));
         let status = account(&plan(&m, &facts_of("demo", facts)), &m.accounts[0]).unwrap();
         assert_eq!(
             conditions(&status.conditions)[..2],
@@ -677,15 +680,20 @@ mod tests {
     fn transition_times_and_events_follow_status_changes() {
         let t0 = Timestamp::from_second(1_000).unwrap();
         let t1 = Timestamp::from_second(2_000).unwrap();
-        let first = stamp(vec![condition(CONDITION_READY, Truth::False, "SecretInvalid", "a")], &[], Some(1), t0);
-        let same = stamp(vec![condition(CONDITION_READY, Truth::False, "SecretInvalid", "b")], &first, Some(2), t1);
+        let first =
+            stamp(vec![condition(CONDITION_READY, Truth::False, "SecretInvalid", "a")], &[], Some(1), t0);
+        let same =
+            stamp(vec![condition(CONDITION_READY, Truth::False, "SecretInvalid", "b")], &first, Some(2), t1);
         assert_eq!((same[0].last_transition_time.0, same[0].observed_generation), (t0, Some(2)));
         let fixed = stamp(vec![condition(CONDITION_READY, Truth::True, "Ready", "ok")], &same, Some(3), t1);
         assert_eq!(fixed[0].last_transition_time.0, t1);
 
         assert!(ready_event(ready(&first), ready(&same)).is_none(), "same status and reason: no event");
         let event = ready_event(ready(&same), ready(&fixed)).unwrap();
-        assert_eq!((event.type_, event.reason.as_str(), event.note.as_deref()), (EventType::Normal, "Ready", Some("ok")));
+        assert_eq!(
+            (event.type_, event.reason.as_str(), event.note.as_deref()),
+            (EventType::Normal, "Ready", Some("ok"))
+        );
         let event = ready_event(None, ready(&first)).unwrap();
         assert_eq!((event.type_, event.reason.as_str()), (EventType::Warning, "SecretInvalid"));
     }

@@ -31,15 +31,96 @@ struct Entry {
 
 /// The catalogue, sorted by model id.
 const CATALOGUE: &[Entry] = &[
-    Entry { id: "amazon.nova-canvas-v1:0", name: "Nova Canvas", provider: "Amazon", input: &["TEXT", "IMAGE"], output: "IMAGE", streaming: false, on_demand: true, profiled: false },
-    Entry { id: "amazon.nova-lite-v1:0", name: "Nova Lite", provider: "Amazon", input: &["TEXT", "IMAGE"], output: "TEXT", streaming: true, on_demand: true, profiled: true },
-    Entry { id: "amazon.nova-pro-v1:0", name: "Nova Pro", provider: "Amazon", input: &["TEXT", "IMAGE"], output: "TEXT", streaming: true, on_demand: true, profiled: true },
-    Entry { id: "amazon.titan-embed-text-v2:0", name: "Titan Text Embeddings V2", provider: "Amazon", input: &["TEXT"], output: "EMBEDDING", streaming: false, on_demand: true, profiled: false },
-    Entry { id: "amazon.titan-image-generator-v2:0", name: "Titan Image Generator G1 v2", provider: "Amazon", input: &["TEXT", "IMAGE"], output: "IMAGE", streaming: false, on_demand: true, profiled: false },
-    Entry { id: "anthropic.claude-3-7-sonnet-20250219-v1:0", name: "Claude 3.7 Sonnet", provider: "Anthropic", input: &["TEXT", "IMAGE"], output: "TEXT", streaming: true, on_demand: false, profiled: true },
-    Entry { id: "anthropic.claude-3-haiku-20240307-v1:0", name: "Claude 3 Haiku", provider: "Anthropic", input: &["TEXT", "IMAGE"], output: "TEXT", streaming: true, on_demand: true, profiled: true },
-    Entry { id: "cohere.embed-english-v3", name: "Embed English", provider: "Cohere", input: &["TEXT"], output: "EMBEDDING", streaming: false, on_demand: true, profiled: false },
-    Entry { id: "meta.llama3-1-70b-instruct-v1:0", name: "Llama 3.1 70B Instruct", provider: "Meta", input: &["TEXT"], output: "TEXT", streaming: true, on_demand: false, profiled: true },
+    Entry {
+        id: "amazon.nova-canvas-v1:0",
+        name: "Nova Canvas",
+        provider: "Amazon",
+        input: &["TEXT", "IMAGE"],
+        output: "IMAGE",
+        streaming: false,
+        on_demand: true,
+        profiled: false,
+    },
+    Entry {
+        id: "amazon.nova-lite-v1:0",
+        name: "Nova Lite",
+        provider: "Amazon",
+        input: &["TEXT", "IMAGE"],
+        output: "TEXT",
+        streaming: true,
+        on_demand: true,
+        profiled: true,
+    },
+    Entry {
+        id: "amazon.nova-pro-v1:0",
+        name: "Nova Pro",
+        provider: "Amazon",
+        input: &["TEXT", "IMAGE"],
+        output: "TEXT",
+        streaming: true,
+        on_demand: true,
+        profiled: true,
+    },
+    Entry {
+        id: "amazon.titan-embed-text-v2:0",
+        name: "Titan Text Embeddings V2",
+        provider: "Amazon",
+        input: &["TEXT"],
+        output: "EMBEDDING",
+        streaming: false,
+        on_demand: true,
+        profiled: false,
+    },
+    Entry {
+        id: "amazon.titan-image-generator-v2:0",
+        name: "Titan Image Generator G1 v2",
+        provider: "Amazon",
+        input: &["TEXT", "IMAGE"],
+        output: "IMAGE",
+        streaming: false,
+        on_demand: true,
+        profiled: false,
+    },
+    Entry {
+        id: "anthropic.claude-3-7-sonnet-20250219-v1:0",
+        name: "Claude 3.7 Sonnet",
+        provider: "Anthropic",
+        input: &["TEXT", "IMAGE"],
+        output: "TEXT",
+        streaming: true,
+        on_demand: false,
+        profiled: true,
+    },
+    Entry {
+        id: "anthropic.claude-3-haiku-20240307-v1:0",
+        name: "Claude 3 Haiku",
+        provider: "Anthropic",
+        input: &["TEXT", "IMAGE"],
+        output: "TEXT",
+        streaming: true,
+        on_demand: true,
+        profiled: true,
+    },
+    Entry {
+        id: "cohere.embed-english-v3",
+        name: "Embed English",
+        provider: "Cohere",
+        input: &["TEXT"],
+        output: "EMBEDDING",
+        streaming: false,
+        on_demand: true,
+        profiled: false,
+    },
+    Entry {
+        id: "meta.llama3-1-70b-instruct-v1:0",
+        name: "Llama 3.1 70B Instruct",
+        provider: "Meta",
+        input: &["TEXT"],
+        output: "TEXT",
+        streaming: true,
+        on_demand: false,
+        profiled: true,
+    },
 ];
 
 /// The control-plane operations.
@@ -63,7 +144,8 @@ pub(crate) fn route(method: &http::Method, path: &str) -> Option<Operation> {
         "/inference-profiles" => Some(Operation::ListInferenceProfiles),
         _ => {
             let label = path.strip_prefix("/inference-profiles/")?;
-            (!label.is_empty() && !label.contains('/')).then(|| Operation::GetInferenceProfile(label.to_string()))
+            (!label.is_empty() && !label.contains('/'))
+                .then(|| Operation::GetInferenceProfile(label.to_string()))
         }
     }
 }
@@ -121,7 +203,13 @@ pub(crate) fn answer(op: &Operation, region: &str, query: &str) -> Result<Value,
             profiles(region)
                 .into_iter()
                 .find(|p| p["inferenceProfileId"] == *id || p["inferenceProfileArn"] == *id)
-                .ok_or_else(|| AwsError::new(404, "ResourceNotFoundException", "The specified inference profile was not found."))
+                .ok_or_else(|| {
+                    AwsError::new(
+                        404,
+                        "ResourceNotFoundException",
+                        "The specified inference profile was not found.",
+                    )
+                })
         }
     }
 }
@@ -246,7 +334,10 @@ mod tests {
         let get = http::Method::GET;
         assert_eq!(route(&get, "/foundation-models"), Some(Operation::ListFoundationModels));
         assert_eq!(route(&get, "/inference-profiles"), Some(Operation::ListInferenceProfiles));
-        assert_eq!(route(&get, "/inference-profiles/us.x%3A0"), Some(Operation::GetInferenceProfile("us.x%3A0".into())));
+        assert_eq!(
+            route(&get, "/inference-profiles/us.x%3A0"),
+            Some(Operation::GetInferenceProfile("us.x%3A0".into()))
+        );
         assert_eq!(route(&http::Method::POST, "/foundation-models"), None);
         assert_eq!(route(&get, "/inference-profiles/"), None);
     }
@@ -256,7 +347,8 @@ mod tests {
         let first = answer(&Operation::ListInferenceProfiles, "us-west-2", "maxResults=2").unwrap();
         assert_eq!(first["inferenceProfileSummaries"].as_array().unwrap().len(), 2);
         assert_eq!(first["nextToken"], "2");
-        let rest = answer(&Operation::ListInferenceProfiles, "us-west-2", "maxResults=1000&nextToken=2").unwrap();
+        let rest =
+            answer(&Operation::ListInferenceProfiles, "us-west-2", "maxResults=1000&nextToken=2").unwrap();
         assert!(rest.get("nextToken").is_none());
         assert_eq!(rest["inferenceProfileSummaries"].as_array().unwrap().len(), 5 - 2 + 1);
         let by_id = answer(
@@ -269,7 +361,8 @@ mod tests {
             by_id["models"][0]["modelArn"],
             "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-7-sonnet-20250219-v1:0"
         );
-        let arn = "arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aapplication-inference-profile%2Fabc123def456";
+        let arn =
+            "arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aapplication-inference-profile%2Fabc123def456";
         let by_arn = answer(&Operation::GetInferenceProfile(arn.into()), "us-east-1", "").unwrap();
         assert_eq!(by_arn["type"], "APPLICATION");
         let missing = answer(&Operation::GetInferenceProfile("us.nope".into()), "us-east-1", "").unwrap_err();
@@ -280,7 +373,8 @@ mod tests {
 
     #[test]
     fn region_comes_from_the_credential_scope() {
-        let auth = "AWS4-HMAC-SHA256 Credential=AKID/20250101/eu-west-1/bedrock/aws4_request, SignedHeaders=host";
+        let auth =
+            "AWS4-HMAC-SHA256 Credential=AKID/20250101/eu-west-1/bedrock/aws4_request, SignedHeaders=host";
         assert_eq!(region(Some(auth)), "eu-west-1");
         assert_eq!(region(Some("Bearer x")), "us-east-1");
         assert_eq!(region(None), "us-east-1");

@@ -240,8 +240,13 @@ async fn bedrock(
     if let Some(op) = control::route(&parts.method, parts.uri.path()) {
         auth::authenticate(&state.config, &signed, SystemTime::now())?;
         let authorization = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let answer = control::answer(&op, &control::region(authorization), parts.uri.query().unwrap_or_default())?;
-        return Ok(response(StatusCode::OK, "application/json", serde_json::to_vec(&answer).unwrap_or_default()));
+        let answer =
+            control::answer(&op, &control::region(authorization), parts.uri.query().unwrap_or_default())?;
+        return Ok(response(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_vec(&answer).unwrap_or_default(),
+        ));
     }
     let (label, op) = route(&parts.method, parts.uri.path()).ok_or_else(AwsError::unknown_operation)?;
     auth::authenticate(&state.config, &signed, SystemTime::now())?;
