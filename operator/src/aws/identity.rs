@@ -21,6 +21,7 @@ use super::facts::{AwsFailure, Identity};
 /// The account's credentials: static keys, or resolved through STS for podIdentity and assumeRole.
 pub(super) async fn credentials(
     http: &SharedHttpClient,
+    pod_identity: Option<&SharedCredentialsProvider>,
     account: &Account,
     secret: Option<&AccountSecret>,
 ) -> Result<Credentials, AwsFailure> {
@@ -36,14 +37,14 @@ pub(super) async fn credentials(
             "bedrock-gateway-account",
         )),
         (AccountAuth::PodIdentity, _) => {
-            let config = sdk_config(http, account).await;
+            let config = sdk_config(http, pod_identity, account).await;
             let provider = config.credentials_provider().ok_or_else(|| {
                 AwsFailure::rejected("NoCredentials", "the operator pod has no AWS identity")
             })?;
             provider.provide_credentials().await.map_err(|e| credentials_failure(&e))
         }
         (AccountAuth::AssumeRole { role_arn, external_id, session_name }, _) => {
-            let config = sdk_config(http, account).await;
+            let config = sdk_config(http, pod_identity, account).await;
             let mut builder =
                 AssumeRoleProvider::builder(role_arn).session_name(session_name).configure(&config);
             if let Some(external_id) = external_id {
@@ -81,15 +82,22 @@ pub(super) async fn caller_identity(
     })
 }
 
-/// SDK config for the account's region and STS endpoint; its credentials are the pod's default chain.
-async fn sdk_config(http: &SharedHttpClient, account: &Account) -> SdkConfig {
+/// SDK config for the account's region and STS endpoint; its credentials are `pod_identity` or
+/// else the pod's default chain.
+async fn sdk_config(
+    http: &SharedHttpClient,
+    pod_identity: Option<&SharedCredentialsProvider>,
+    account: &Account,
+) -> SdkConfig {
     let region = account.default_region.clone();
-    aws_config::defaults(BehaviorVersion::latest())
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.clone()))
         .endpoint_url(Endpoints::for_region(&account.endpoints.sts, &region))
-        .http_client(http.clone())
-        .load()
-        .await
+        .http_client(http.clone());
+    if let Some(provider) = pod_identity {
+        loader = loader.credentials_provider(provider.clone());
+    }
+    loader.load().await
 }
 
 /// AWS's code and message from an SDK error; no answer at all is `Unreachable`.

@@ -9,6 +9,7 @@ mod identity;
 use std::collections::BTreeSet;
 
 use api::config::{Account, AccountAuth, AccountSecret, Endpoints};
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use http::HeaderValue;
 
 use self::control::{Auth, ControlPlane};
@@ -46,6 +47,8 @@ impl AccountInput<'_> {
 pub struct Aws {
     control: ControlPlane,
     sdk_http: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    /// The pod's own identity; `None` resolves the SDK's default chain (IRSA, Pod Identity, IMDS).
+    pod_identity: Option<SharedCredentialsProvider>,
 }
 
 impl Default for Aws {
@@ -61,7 +64,14 @@ impl Aws {
         let sdk_http = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
             .build_https();
-        Aws { control: ControlPlane::new(), sdk_http }
+        Aws { control: ControlPlane::new(), sdk_http, pod_identity: None }
+    }
+
+    /// The same clients with `provider` as the pod's identity (podIdentity accounts and the
+    /// base of assumeRole), instead of the default chain.
+    pub fn with_pod_identity(mut self, provider: impl ProvideCredentials + 'static) -> Self {
+        self.pod_identity = Some(SharedCredentialsProvider::new(provider));
+        self
     }
 
     /// Asks AWS about one account.
@@ -92,14 +102,18 @@ impl Aws {
             | (AccountAuth::AccessKey, None | Some(AccountSecret::ApiKey { .. })) => {
                 (Err(AwsFailure::rejected("NoCredentials", "the account's Secret holds no usable key")), None)
             }
-            _ => match identity::credentials(&self.sdk_http, account, input.secret).await {
-                Ok(credentials) => {
-                    let verified =
-                        identity::caller_identity(&self.sdk_http, account, credentials.clone()).await;
-                    (verified.map(Verification::Identity), Some(Auth::SigV4(credentials)))
+            _ => {
+                match identity::credentials(&self.sdk_http, self.pod_identity.as_ref(), account, input.secret)
+                    .await
+                {
+                    Ok(credentials) => {
+                        let verified =
+                            identity::caller_identity(&self.sdk_http, account, credentials.clone()).await;
+                        (verified.map(Verification::Identity), Some(Auth::SigV4(credentials)))
+                    }
+                    Err(failure) => (Err(failure), None),
                 }
-                Err(failure) => (Err(failure), None),
-            },
+            }
         };
         let mut facts = AccountFacts {
             fingerprint: input.fingerprint(),
