@@ -196,3 +196,65 @@ fn prune_facts(ctx: &Context, manifests: &Manifests) {
     let mut facts = ctx.facts.write().unwrap_or_else(|e| e.into_inner());
     facts.retain(|name, _| manifests.accounts.iter().any(|a| &a.name_any() == name));
 }
+
+#[cfg(test)]
+mod tests {
+    use api::crd::{AccessPolicy, BedrockAccount, BedrockModel};
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+
+    use super::*;
+    use crate::aws::facts::Facts;
+    use crate::plan::tests::{BASE, facts_of, manifests, verified_facts};
+
+    /// A store holding `objects`.
+    fn store<K: kube::Resource<DynamicType = ()> + Clone + 'static>(objects: &[K]) -> Store<K> {
+        let (reader, mut writer) = reflector::store();
+        for o in objects {
+            writer.apply_watcher_event(&Event::Apply(o.clone()));
+        }
+        reader
+    }
+
+    fn stores(m: &Manifests) -> Stores {
+        let mut secrets = m.secrets.clone();
+        let mut unrelated = secrets[0].clone();
+        unrelated.metadata.name = Some("tls-cert".into());
+        secrets.push(unrelated);
+        Stores {
+            accounts: store::<BedrockAccount>(&m.accounts),
+            models: store::<BedrockModel>(&m.models),
+            policies: store::<AccessPolicy>(&m.policies),
+            secrets: store::<Secret>(&secrets),
+        }
+    }
+
+    #[test]
+    fn only_secrets_that_render_reads_are_copied() {
+        let m = manifests(BASE);
+        let copied = stores(&m).manifests();
+        let names: Vec<String> = copied.secrets.iter().map(|s| s.name_any()).collect();
+        assert_eq!(names, ["aws-keys"]);
+        assert_eq!((copied.accounts.len(), copied.models.len(), copied.policies.len()), (1, 2, 1));
+    }
+
+    #[test]
+    fn new_facts_requeue_exactly_the_objects_whose_status_they_change() {
+        let m = manifests(BASE);
+        let stores = stores(&m);
+        let before = plan(&m, &Facts::default());
+        let after = plan(&m, &facts_of("demo", verified_facts(&["us-east-1", "us-west-2"])));
+        let accounts: Vec<String> = changed(&stores.accounts, &before, &after).iter().map(|r| r.name.clone()).collect();
+        let mut models: Vec<String> = changed(&stores.models, &before, &after).iter().map(|r| r.name.clone()).collect();
+        models.sort();
+        assert_eq!(accounts, ["demo"]);
+        assert_eq!(models, ["claude", "nova-lite"]);
+        assert!(changed(&stores.policies, &before, &after).is_empty(), "served names did not change");
+        assert!(inputs_changed(&stores.accounts, &before, &after).is_empty(), "same AWS inputs");
+
+        let moved = manifests(&BASE.replace("region: us-west-2", "region: eu-west-1"));
+        let moved = plan(&moved, &Facts::default());
+        let refs = inputs_changed(&stores.accounts, &before, &moved);
+        assert_eq!(refs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["demo"], "a new region to list");
+    }
+}

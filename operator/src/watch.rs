@@ -156,3 +156,65 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Relist<K> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::stream;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    fn object(ns: &str, name: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta { namespace: Some(ns.into()), name: Some(name.into()), ..ObjectMeta::default() },
+            ..ConfigMap::default()
+        }
+    }
+
+    fn names(store: &Store<ConfigMap>) -> Vec<String> {
+        let mut names: Vec<String> =
+            store.state().iter().map(|o| format!("{}/{}", o.namespace().unwrap(), o.name_any())).collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_relist_of_one_namespace_keeps_the_others_and_drops_its_own_gone_objects() {
+        type Events = Vec<Result<Event<ConfigMap>, watcher::Error>>;
+        let a: Events = vec![
+            Ok(Event::Init),
+            Ok(Event::InitApply(object("a", "one"))),
+            Ok(Event::InitApply(object("a", "two"))),
+            Ok(Event::InitDone),
+        ];
+        let b: Events = vec![
+            Ok(Event::Init),
+            Ok(Event::InitApply(object("b", "three"))),
+            Ok(Event::InitDone),
+            // The watch of b restarts and lists again: "three" is gone, "four" is new.
+            Ok(Event::Init),
+            Ok(Event::InitApply(object("b", "four"))),
+            Ok(Event::InitDone),
+        ];
+        let (store, writer) = reflector::store();
+        let changed = Arc::new(Notify::new());
+        let mut cache = Cache::from_watches(
+            [(stream::iter(a), Some("a".to_string())), (stream::iter(b), Some("b".to_string()))],
+            store,
+            writer,
+            Arc::clone(&changed),
+        );
+        assert!(!*cache.ready.borrow());
+        let mut touched = Vec::new();
+        while let Some(object) = cache.stream.next().await {
+            touched.push(object.unwrap().name_any());
+        }
+        assert_eq!(names(&cache.store), ["a/one", "a/two", "b/four"]);
+        assert!(*cache.ready.borrow(), "ready once every namespace was listed");
+        touched.sort();
+        assert_eq!(touched, ["four", "one", "three", "three", "two"], "the deletion is a trigger too");
+        // Every event woke the renderer (a permit is stored even with no waiter).
+        tokio::time::timeout(std::time::Duration::from_millis(50), changed.notified()).await.unwrap();
+    }
+}
