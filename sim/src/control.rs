@@ -63,7 +63,7 @@ const CATALOGUE: &[Entry] = &[
     },
     Entry {
         id: "amazon.titan-embed-text-v2:0",
-        name: "Titan Text Embeddings V2",
+        name: "Titan Embeddings V2",
         provider: "Amazon",
         input: &["TEXT"],
         output: "EMBEDDING",
@@ -73,7 +73,7 @@ const CATALOGUE: &[Entry] = &[
     },
     Entry {
         id: "amazon.titan-image-generator-v2:0",
-        name: "Titan Image Generator G1 v2",
+        name: "Titan Image G1 v2",
         provider: "Amazon",
         input: &["TEXT", "IMAGE"],
         output: "IMAGE",
@@ -113,7 +113,7 @@ const CATALOGUE: &[Entry] = &[
     },
     Entry {
         id: "meta.llama3-1-70b-instruct-v1:0",
-        name: "Llama 3.1 70B Instruct",
+        name: "Llama 3.1 70B",
         provider: "Meta",
         input: &["TEXT"],
         output: "TEXT",
@@ -271,7 +271,8 @@ fn profiles(region: &str) -> Vec<Value> {
             let models: Vec<Value> =
                 routed_regions(geo).iter().map(|r| json!({ "modelArn": model_arn(r, e.id) })).collect();
             json!({
-                "inferenceProfileName": format!("{} {}", geo.to_uppercase(), e.name),
+                // InferenceProfileName allows letters, digits, space, `_` and `-` only.
+                "inferenceProfileName": id.replace(['.', ':'], "-"),
                 "description": format!("Routes requests to {} in {} regions.", e.name, geo.to_uppercase()),
                 "createdAt": CREATED_AT,
                 "updatedAt": CREATED_AT,
