@@ -244,8 +244,10 @@ mod tests {
         let stores = stores(&m);
         let before = plan(&m, &Facts::default());
         let after = plan(&m, &facts_of("demo", verified_facts(&["us-east-1", "us-west-2"])));
-        let accounts: Vec<String> = changed(&stores.accounts, &before, &after).iter().map(|r| r.name.clone()).collect();
-        let mut models: Vec<String> = changed(&stores.models, &before, &after).iter().map(|r| r.name.clone()).collect();
+        let accounts: Vec<String> =
+            changed(&stores.accounts, &before, &after).iter().map(|r| r.name.clone()).collect();
+        let mut models: Vec<String> =
+            changed(&stores.models, &before, &after).iter().map(|r| r.name.clone()).collect();
         models.sort();
         assert_eq!(accounts, ["demo"]);
         assert_eq!(models, ["claude", "nova-lite"]);
@@ -255,6 +257,10 @@ mod tests {
         let moved = manifests(&BASE.replace("region: us-west-2", "region: eu-west-1"));
         let moved = plan(&moved, &Facts::default());
         let refs = inputs_changed(&stores.accounts, &before, &moved);
-        assert_eq!(refs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["demo"], "a new region to list");
+        assert_eq!(
+            refs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["demo"],
+            "a new region to list"
+        );
     }
 }

@@ -71,8 +71,8 @@ pub async fn run(options: Options) -> Result<(), String> {
     }
 }
 
-/// Caches, renderer and controllers.
-async fn operate(client: Client, settings: Settings, metrics: Metrics, identity: String) {
+/// Caches, renderer and controllers, until they stop (they do not).
+pub async fn operate(client: Client, settings: Settings, metrics: Metrics, identity: String) {
     let changed = Arc::new(Notify::new());
     let accounts = Cache::<BedrockAccount>::new(&client, &settings.scope, Arc::clone(&changed));
     let models = Cache::<BedrockModel>::new(&client, &settings.scope, Arc::clone(&changed));

@@ -80,7 +80,25 @@ where
             let relist = Relist::new(store.clone(), namespace, Arc::clone(&pending), Arc::clone(&ready_tx));
             events.flat_map(move |event| stream::iter(relist.map(event))).boxed()
         }));
-        let stream = merged.inspect(move |_| changed.notify_one()).reflect(writer).touched_objects().boxed();
+        // The replay runs on the merged stream, so no other namespace's event lands inside it.
+        let replay_store = store.clone();
+        let stream = merged
+            .flat_map(move |step| {
+                stream::iter(match step {
+                    Step::Pass(event) => vec![event],
+                    Step::Replay => {
+                        let objects = replay_store
+                            .state()
+                            .into_iter()
+                            .map(|o| Ok(Event::InitApply(o.as_ref().clone())));
+                        std::iter::once(Ok(Event::Init)).chain(objects).chain([Ok(Event::InitDone)]).collect()
+                    }
+                })
+            })
+            .inspect(move |_| changed.notify_one())
+            .reflect(writer)
+            .touched_objects()
+            .boxed();
         Cache { store, stream, ready }
     }
 }
@@ -91,6 +109,14 @@ where
     K: Resource + Clone + Debug + DeserializeOwned + Send + 'static,
 {
     watcher::watcher(api, watcher::Config::default()).default_backoff()
+}
+
+/// What the store should see for one watch event.
+enum Step<K> {
+    /// This event.
+    Pass(Result<Event<K>, watcher::Error>),
+    /// The whole store as one list, which makes it ready.
+    Replay,
 }
 
 /// Turns one namespace's relist (Init, InitApply..., InitDone) into Apply and Delete events.
@@ -121,7 +147,7 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Relist<K> {
     }
 
     /// The events the store should see for one watch event.
-    fn map(&self, event: Result<Event<K>, watcher::Error>) -> Vec<Result<Event<K>, watcher::Error>> {
+    fn map(&self, event: Result<Event<K>, watcher::Error>) -> Vec<Step<K>> {
         use std::sync::atomic::Ordering;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         match event {
@@ -133,26 +159,29 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Relist<K> {
                 if let Some(seen) = seen.as_mut() {
                     seen.insert(ObjectRef::from_obj(&object));
                 }
-                vec![Ok(Event::Apply(object))]
+                vec![Step::Pass(Ok(Event::Apply(object)))]
             }
             Ok(Event::InitDone) => {
                 let listed = seen.take().unwrap_or_default();
-                let gone: Vec<_> = self
+                let mut steps: Vec<Step<K>> = self
                     .store
                     .state()
                     .into_iter()
                     .filter(|o| self.namespace.is_none() || o.namespace() == self.namespace)
                     .filter(|o| !listed.contains(&ObjectRef::from_obj(o.as_ref())))
-                    .map(|o| Ok(Event::Delete(o.as_ref().clone())))
+                    .map(|o| Step::Pass(Ok(Event::Delete(o.as_ref().clone()))))
                     .collect();
                 if !self.listed_once.swap(true, Ordering::SeqCst)
                     && self.pending.fetch_sub(1, Ordering::SeqCst) == 1
                 {
+                    // Every namespace is listed: replay the store as one list, so it (and the
+                    // controllers waiting on it) becomes ready, with the same content.
+                    steps.push(Step::Replay);
                     self.ready.send_replace(true);
                 }
-                gone
+                steps
             }
-            other => vec![other],
+            other => vec![Step::Pass(other)],
         }
     }
 }
@@ -167,7 +196,11 @@ mod tests {
 
     fn object(ns: &str, name: &str) -> ConfigMap {
         ConfigMap {
-            metadata: ObjectMeta { namespace: Some(ns.into()), name: Some(name.into()), ..ObjectMeta::default() },
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
             ..ConfigMap::default()
         }
     }
@@ -212,8 +245,14 @@ mod tests {
         }
         assert_eq!(names(&cache.store), ["a/one", "a/two", "b/four"]);
         assert!(*cache.ready.borrow(), "ready once every namespace was listed");
+        tokio::time::timeout(std::time::Duration::from_millis(50), cache.store.wait_until_ready())
+            .await
+            .expect("controllers wait for the store to be ready")
+            .unwrap();
         touched.sort();
-        assert_eq!(touched, ["four", "one", "three", "three", "two"], "the deletion is a trigger too");
+        touched.dedup();
+        // Every object reached the controllers, the deleted one included.
+        assert_eq!(touched, ["four", "one", "three", "two"]);
         // Every event woke the renderer (a permit is stored even with no waiter).
         tokio::time::timeout(std::time::Duration::from_millis(50), changed.notified()).await.unwrap();
     }

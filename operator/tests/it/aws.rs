@@ -1,76 +1,20 @@
 //! What AWS says about accounts, asked for real: the control plane of an in-process bedrock-sim
 //! (SigV4 and bearer verified) and STS of a moto server (`moto_server` from the e2e venv).
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::{Ipv4Addr, TcpListener};
 
 use aws_credential_types::Credentials;
-use bedrock_sim::{SimConfig, SimHandle};
 use operator::aws::Aws;
 use operator::aws::facts::{AccountFacts, AwsFailure, FailureKind, Identity, Verification};
 use operator::plan::plan;
 
-use crate::fixtures::manifests;
-
-/// A moto server on a free port, stopped on drop.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let bin = std::env::var_os("MOTO_SERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server"));
-        assert!(
-            bin.exists(),
-            "{} not found: install tests/e2e/requirements.txt into .venv (scripts/test does) or set MOTO_SERVER",
-            bin.display()
-        );
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
-        let child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto { child, url: format!("http://127.0.0.1:{port}") }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn sim() -> SimHandle {
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    bedrock_sim::spawn(SimConfig::default(), listener).await
-}
+use crate::fixtures::{Moto, endpoints, manifests, sim};
 
 /// Gathers the facts of account `demo` of the fixtures after `edit`, with `aws`.
 async fn gather(aws: &Aws, edit: impl FnOnce(String) -> String) -> AccountFacts {
     let plan = plan(&manifests(edit), &Default::default());
     assert!(plan.problems.is_empty(), "{:?}", plan.problems);
     aws.gather(&plan.account_input("demo").unwrap()).await
-}
-
-/// Points the fixture account's control plane at the simulator and STS at `sts`.
-fn endpoints(sim: &str, sts: &str) -> impl FnOnce(String) -> String {
-    let block = format!("  endpoints: {{runtime: \"{sim}\", control: \"{sim}\", sts: \"{sts}\"}}\n");
-    move |m: String| {
-        m.replace("  defaultRegion: us-east-1\n", &format!("  defaultRegion: us-east-1\n{block}"))
-    }
 }
 
 #[tokio::test]

@@ -1,7 +1,13 @@
 //! A scripted API server: each `expect` takes the next request the client sends, asserts its
 //! method and URI, and answers it; plus objects and plans for the tests.
 
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
 use api::Manifests;
+use bedrock_sim::{SimConfig, SimHandle};
 use bytes::Bytes;
 use http::{Request, Response};
 use kube::Client;
@@ -112,4 +118,59 @@ pub fn conflict(kind: &str, name: &str) -> Value {
         "message": format!("Operation cannot be fulfilled on {kind} \"{name}\": the object has been modified"),
         "reason": "Conflict", "code": 409,
     })
+}
+
+/// A moto server on a free port, stopped on drop.
+pub struct Moto {
+    child: Child,
+    /// Base URL.
+    pub url: String,
+}
+
+impl Moto {
+    /// Starts `moto_server` (from the e2e venv, or `MOTO_SERVER`) and waits until it listens.
+    pub fn start() -> Moto {
+        let bin = std::env::var_os("MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server"));
+        assert!(
+            bin.exists(),
+            "{} not found: install tests/e2e/requirements.txt into .venv (scripts/test does) or set MOTO_SERVER",
+            bin.display()
+        );
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { child, url: format!("http://127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bedrock-sim on a free loopback port.
+pub async fn sim() -> SimHandle {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    bedrock_sim::spawn(SimConfig::default(), listener).await
+}
+
+/// Points the fixture account's control plane at the simulator and STS at `sts`.
+pub fn endpoints(sim: &str, sts: &str) -> impl FnOnce(String) -> String {
+    let block = format!("  endpoints: {{runtime: \"{sim}\", control: \"{sim}\", sts: \"{sts}\"}}\n");
+    move |m: String| {
+        m.replace("  defaultRegion: us-east-1\n", &format!("  defaultRegion: us-east-1\n{block}"))
+    }
 }

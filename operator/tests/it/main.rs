@@ -3,4 +3,6 @@
 
 mod apiserver;
 mod aws;
+mod fake_apiserver;
 mod fixtures;
+mod operate;
