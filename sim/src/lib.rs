@@ -1,4 +1,5 @@
-//! bedrock-sim: a local stand-in for the AWS bedrock-runtime Converse / ConverseStream API.
+//! bedrock-sim: a local stand-in for the AWS bedrock-runtime Converse / ConverseStream API and the
+//! control-plane calls the operator makes (model and inference-profile listings).
 //!
 //! It speaks the real wire formats (rest-json bodies, `x-amzn-ErrorType` errors,
 //! `application/vnd.amazon.eventstream` frames), verifies SigV4 and bearer authentication,
