@@ -165,3 +165,38 @@ impl Metrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    async fn get(metrics: &Metrics, path: &str) -> (u16, String, String) {
+        let response = metrics.respond(&Method::GET, path);
+        let content_type = response.headers()[http::header::CONTENT_TYPE].to_str().unwrap().to_string();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, content_type, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn health_readiness_and_metrics() {
+        let metrics = Metrics::new();
+        assert_eq!(get(&metrics, "/healthz").await.0, 200);
+        assert_eq!(get(&metrics, "/readyz").await.0, 503);
+        metrics.set_ready(true);
+        assert_eq!(get(&metrics, "/readyz").await.0, 200);
+        assert_eq!(get(&metrics, "/nope").await.0, 404);
+
+        metrics.reconciles.with_label_values(&["BedrockModel", "ok"]).inc();
+        metrics.render_duration.observe(0.02);
+        let (status, content_type, text) = get(&metrics, "/metrics").await;
+        assert_eq!((status, content_type.as_str()), (200, prometheus::TEXT_FORMAT));
+        assert!(
+            text.contains("bedrock_gateway_operator_reconciles_total{kind=\"BedrockModel\",result=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("bedrock_gateway_operator_render_duration_seconds_count 1"), "{text}");
+    }
+}

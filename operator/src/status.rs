@@ -281,7 +281,7 @@ pub fn model(plan: &Plan, model: &BedrockModel) -> Option<ModelStatus> {
     let served_name = format!("{}/{}", model.spec.account_ref, model.name_any());
     let problems = plan.problems_of(&describe(model));
     let served = plan.rendered.config.models.get(&served_name).filter(|_| problems.is_empty());
-    let facts = plan.facts.get(&model.spec.account_ref);
+    let facts = plan.facts.get(&model.spec.account_ref).map(|f| f.as_ref());
     let mut conditions = Vec::new();
     let reachable = match (served, facts) {
         (None, _) => condition(CONDITION_REACHABLE, Truth::Unknown, "NotChecked", "the model is not served"),
@@ -291,6 +291,20 @@ pub fn model(plan: &Plan, model: &BedrockModel) -> Option<ModelStatus> {
             "Pending",
             "the account has not been checked with AWS yet",
         ),
+        (Some(_), Some(AccountFacts { verification: Err(failure), .. }))
+            if failure.kind == FailureKind::Rejected =>
+        {
+            condition(
+                CONDITION_REACHABLE,
+                Truth::False,
+                "AccountCredentialsRejected",
+                format!(
+                    "AWS rejected the credentials of BedrockAccount {}: {failure} (fix: see the account's \
+                     CredentialsVerified condition)",
+                    model.spec.account_ref
+                ),
+            )
+        }
         (Some(m), Some(facts)) => reachable(facts, &m.region, &m.model_id),
     };
     let unreachable = reachable.status == "False";
@@ -664,6 +678,26 @@ mod tests {
             ]
         );
         assert_eq!(ready(&status.conditions).unwrap().status, "True");
+    }
+
+    #[test]
+    fn models_of_an_account_aws_rejects_are_not_ready() {
+        let m = manifests(BASE);
+        let mut facts = verified_facts(&[]);
+        facts.verification = Err(AwsFailure::rejected(
+            "InvalidClientTokenId",
+            "The security token included in the request is invalid.",
+        ));
+        let status = model(&plan(&m, &facts_of("demo", facts)), &m.models[0]).unwrap();
+        let message = "AWS rejected the credentials of BedrockAccount demo: InvalidClientTokenId: The security token \
+                       included in the request is invalid. (fix: see the account's CredentialsVerified condition)";
+        assert_eq!(
+            conditions(&status.conditions),
+            [
+                ("Ready", "False", "Unreachable", message),
+                ("Reachable", "False", "AccountCredentialsRejected", message),
+            ]
+        );
     }
 
     #[test]
