@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 use api::Manifests;
 use api::crd::{API_KEY_SECRET_TYPE, AccessPolicy, BedrockAccount, BedrockModel};
 use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::apply::Applier;
 use crate::context::Context;
 use crate::controller::{Reconciled, Triggers};
-use crate::plan::{Plan, plan};
+use crate::plan::{Plan, describe, plan};
 
 /// Bursts of changes within this window render once.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -168,6 +169,12 @@ pub async fn run(
         send_all(&senders.accounts, inputs_changed(&stores.accounts, &old, &next));
         send_all(&senders.models, changed(&stores.models, &old, &next));
         send_all(&senders.policies, changed(&stores.policies, &old, &next));
+        // Secrets have no status: a new problem with an API-key Secret becomes an event on it.
+        for (secret, event) in secret_events(&stores.secrets, &old, &next) {
+            if let Err(e) = ctx.recorder.publish(&event, &secret.object_ref(&())).await {
+                tracing::warn!(secret = %secret.name_any(), error = %e, "cannot publish an event");
+            }
+        }
         if applied.is_err() {
             applier.forget().await;
             tokio::time::sleep(RETRY).await;
@@ -179,6 +186,33 @@ pub async fn run(
         }
         tokio::time::sleep(DEBOUNCE).await;
     }
+}
+
+/// A Warning event for each Secret with problems in `new` it did not have in `old`.
+fn secret_events(store: &Store<Secret>, old: &Plan, new: &Plan) -> Vec<(Arc<Secret>, Event)> {
+    store
+        .state()
+        .into_iter()
+        .filter_map(|secret| {
+            let object = describe(secret.as_ref());
+            let problems = new.problems_of(&object);
+            if problems.is_empty() || old.problems_of(&object) == problems {
+                return None;
+            }
+            let note = problems
+                .iter()
+                .map(|p| format!("{}: {} (fix: {})", p.field, p.message, p.fix))
+                .collect::<Vec<_>>();
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "InvalidSecret".to_string(),
+                note: Some(note.join("; ")),
+                action: "Render".to_string(),
+                secondary: None,
+            };
+            Some((secret, event))
+        })
+        .collect()
 }
 
 /// Queues every reference on `tx`.
@@ -262,5 +296,29 @@ mod tests {
             ["demo"],
             "a new region to list"
         );
+    }
+
+    #[test]
+    fn a_broken_api_key_secret_gets_one_warning_event() {
+        let key = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: caller, namespace: ai-gateway}\n\
+                   type: bedrockgateway.io/api-key\nstringData: {key: sk-1}\n";
+        let m = manifests(&format!("{BASE}{key}"));
+        let secrets = store::<Secret>(&m.secrets);
+        let fine = plan(&manifests(BASE), &Facts::default());
+        let broken = plan(&m, &Facts::default());
+        let events = secret_events(&secrets, &fine, &broken);
+        assert_eq!(events.len(), 1);
+        let (secret, event) = &events[0];
+        assert_eq!(
+            (secret.name_any().as_str(), event.type_, event.reason.as_str()),
+            ("caller", EventType::Warning, "InvalidSecret")
+        );
+        assert_eq!(
+            event.note.as_deref(),
+            Some(
+                "data: Secret caller has no key user (fix: add user to Secret caller (under data or stringData))"
+            )
+        );
+        assert!(secret_events(&secrets, &broken, &broken).is_empty(), "no repeat while nothing changes");
     }
 }

@@ -38,7 +38,12 @@ fn condition(object: &Value, type_: &str) -> Option<(String, String, String)> {
 async fn the_operator_renders_the_namespace_and_tells_the_truth_in_status() {
     let (moto, sim) = (Moto::start(), sim().await);
     let fake = FakeApiServer::default();
-    let m = manifests(endpoints(&sim.url(), &moto.url));
+    let m = manifests(|m| {
+        endpoints(&sim.url(), &moto.url)(m).replace(
+            "  defaultRegion: us-east-1\n",
+            "  defaultRegion: us-east-1\n  discovery: {enabled: true, include: [\"amazon.titan-embed-*\"]}\n",
+        )
+    });
     for account in &m.accounts {
         fake.put(serde_json::to_value(account).unwrap());
     }
@@ -62,7 +67,11 @@ async fn the_operator_renders_the_namespace_and_tells_the_truth_in_status() {
         let config: Value = serde_json::from_str(cm["data"]["config.json"].as_str()?).ok()?;
         Some(config["models"].as_object()?.keys().cloned().collect())
     };
-    assert_eq!(eventually("the rendered ConfigMap", served).await, ["demo/claude", "demo/nova-lite"]);
+    // Declared models first; the discovered one once the account's catalogue is known.
+    assert_eq!(
+        eventually("the discovered model in the ConfigMap", || served().filter(|s| s.len() == 3)).await,
+        ["demo/amazon.titan-embed-text-v2:0", "demo/claude", "demo/nova-lite"]
+    );
     assert!(fake.get(&path_of("Secret", "bedrock-system", "gw-credentials")).is_some());
 
     let account_path = path_of("BedrockAccount", "ai-gateway", "demo");
@@ -81,6 +90,13 @@ async fn the_operator_renders_the_namespace_and_tells_the_truth_in_status() {
         )
     );
     assert_eq!(condition(&account, "Ready").unwrap().0, "True");
+    let account = eventually("the discovered count", || {
+        let account = fake.get(&account_path)?;
+        account["status"]["servedDiscoveredModels"].is_number().then_some(account)
+    })
+    .await;
+    assert_eq!(account["status"]["servedDiscoveredModels"], 1);
+    assert_eq!(account["status"]["discoveredModels"], 13, "7 on-demand models and 6 profiles");
     assert_eq!(
         condition(&account, "ModelAccess").unwrap().2,
         "us-east-1: 9 foundation model(s), 6 inference profile(s); us-west-2: 9 foundation model(s), 6 inference profile(s)"
