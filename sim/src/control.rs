@@ -3,10 +3,14 @@
 //! catalogue that holds the quick-start models. Every region lists the same models; system
 //! inference profiles carry the region's geography prefix (`us.`, `eu.`, `apac.`).
 
+use std::time::SystemTime;
+
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
 use crate::errors::AwsError;
+use crate::sigv4::SignedRequest;
+use crate::{SimConfig, auth};
 
 /// AWS account id in the simulator's ARNs.
 pub const ACCOUNT_ID: &str = "123456789012";
@@ -148,6 +152,27 @@ pub(crate) fn route(method: &http::Method, path: &str) -> Option<Operation> {
                 .then(|| Operation::GetInferenceProfile(label.to_string()))
         }
     }
+}
+
+/// Authenticates a control-plane request like the runtime does and answers it with JSON bytes.
+pub(crate) fn serve(
+    config: &SimConfig,
+    parts: &http::request::Parts,
+    target: &str,
+    body: &[u8],
+    op: &Operation,
+) -> Result<Vec<u8>, AwsError> {
+    let signed = SignedRequest {
+        method: parts.method.as_str(),
+        target,
+        headers: &parts.headers,
+        authority: parts.uri.authority().map(|a| a.as_str()),
+        body,
+    };
+    auth::authenticate(config, &signed, SystemTime::now())?;
+    let authorization = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let answer = answer(op, &region(authorization), parts.uri.query().unwrap_or_default())?;
+    Ok(serde_json::to_vec(&answer).unwrap_or_default())
 }
 
 /// The JSON answer of `op` in `region`; `query` is the raw query string.

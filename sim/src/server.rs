@@ -169,7 +169,12 @@ async fn bedrock_request(state: &State, parts: http::request::Parts, body: Incom
                     body: body.to_vec(),
                 });
             }
-            bedrock(state, &parts, &target, &body).await.unwrap_or_else(|e| error_response(&e))
+            let answer = match control::route(&parts.method, parts.uri.path()) {
+                Some(op) => control::serve(&state.config, &parts, &target, &body, &op)
+                    .map(|json| response(StatusCode::OK, "application/json", json)),
+                None => bedrock(state, &parts, &target, &body).await,
+            };
+            answer.unwrap_or_else(|e| error_response(&e))
         }
         Err(e) => error_response(&AwsError::validation(format!("Unable to read the request body: {e}"))),
     }
@@ -230,6 +235,7 @@ async fn bedrock(
     target: &str,
     body: &[u8],
 ) -> Result<Response<Body>, AwsError> {
+    let (label, op) = route(&parts.method, parts.uri.path()).ok_or_else(AwsError::unknown_operation)?;
     let signed = SignedRequest {
         method: parts.method.as_str(),
         target,
@@ -237,18 +243,6 @@ async fn bedrock(
         authority: parts.uri.authority().map(|a| a.as_str()),
         body,
     };
-    if let Some(op) = control::route(&parts.method, parts.uri.path()) {
-        auth::authenticate(&state.config, &signed, SystemTime::now())?;
-        let authorization = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let answer =
-            control::answer(&op, &control::region(authorization), parts.uri.query().unwrap_or_default())?;
-        return Ok(response(
-            StatusCode::OK,
-            "application/json",
-            serde_json::to_vec(&answer).unwrap_or_default(),
-        ));
-    }
-    let (label, op) = route(&parts.method, parts.uri.path()).ok_or_else(AwsError::unknown_operation)?;
     auth::authenticate(&state.config, &signed, SystemTime::now())?;
     let model_id = decode_model_id(label)?;
     let input = request::parse(body)?;
