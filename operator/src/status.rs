@@ -9,7 +9,6 @@ use api::crd::status::{
     CONDITION_READY, CONDITION_SUBJECTS_MATCHED,
 };
 use api::crd::{AccessPolicy, AccountStatus, BedrockAccount, BedrockModel, ModelStatus, PolicyStatus};
-use api::render::validate_model_id;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -342,10 +341,9 @@ pub fn is_profile(model_id: &str) -> bool {
         return model_id.contains(":inference-profile/")
             || model_id.contains(":application-inference-profile/");
     }
-    validate_model_id(model_id).is_ok() && model_id.split('.').count() > 2 && {
-        let first = model_id.split('.').next().unwrap_or_default();
-        ["us", "eu", "apac", "jp", "au", "ca", "us-gov", "global"].contains(&first)
-    }
+    // Cross-region profile ids are a geography prefix before a base id (`us.amazon.nova-lite-v1:0`).
+    let geographies = ["us", "eu", "apac", "jp", "au", "ca", "us-gov", "global"];
+    model_id.split_once('.').is_some_and(|(first, rest)| geographies.contains(&first) && rest.contains('.'))
 }
 
 /// `Reachable` of one model id in one region.
@@ -698,6 +696,16 @@ mod tests {
                 ("Reachable", "False", "AccountCredentialsRejected", message),
             ]
         );
+    }
+
+    #[test]
+    fn profiles_are_geo_ids_and_profile_arns() {
+        assert!(is_profile("us.anthropic.claude-3-7-sonnet-20250219-v1:0"));
+        assert!(is_profile("global.anthropic.claude-sonnet-4-20250514-v1:0"));
+        assert!(is_profile("arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc"));
+        assert!(!is_profile("amazon.nova-lite-v1:0"));
+        assert!(!is_profile("arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0"));
+        assert!(!is_profile("arn:aws:bedrock:us-east-1:123456789012:provisioned-model/xyz"));
     }
 
     #[test]
