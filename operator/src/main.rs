@@ -38,6 +38,10 @@ enum Command {
         /// Directory of *.yaml, *.yml and *.json manifests (Secrets included).
         #[arg(short = 'f', long = "filename", value_name = "DIR")]
         dir: PathBuf,
+        /// Also ask AWS about every account (credentials, model access, profiles, discovery) and
+        /// print the conditions each object would show; fail when AWS says something is wrong.
+        #[arg(long)]
+        check_aws: bool,
     },
 }
 
@@ -114,6 +118,6 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run(args) => run(args),
         Command::Crdgen { out_dir } => crdgen::run(out_dir.as_deref()),
-        Command::Render { dir } => render::run(&dir),
+        Command::Render { dir, check_aws } => render::run(&dir, check_aws),
     }
 }

@@ -6,3 +6,4 @@ mod aws;
 mod fake_apiserver;
 mod fixtures;
 mod operate;
+mod render_aws;
