@@ -110,6 +110,24 @@ impl Elector {
         }
     }
 
+    /// Gives the Lease up (on shutdown), so a standby replica takes over without waiting for it
+    /// to expire; a Lease held by someone else is left alone.
+    pub async fn release(&self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else { return Ok(()) };
+        let Some(spec) = lease.spec.as_mut().filter(|s| s.holder_identity.as_deref() == Some(&self.identity))
+        else {
+            return Ok(());
+        };
+        spec.holder_identity = None;
+        spec.acquire_time = None;
+        spec.renew_time = None;
+        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Waits until this replica holds the Lease.
     pub async fn acquire(&self) {
         loop {

@@ -67,7 +67,14 @@ pub async fn run(options: Options) -> Result<(), String> {
     tokio::select! {
         () = work => Err("the controllers stopped".to_string()),
         () = lost => Err("lost the leader Lease; exiting so a new leader takes over".to_string()),
-        () = shutdown_signal() => Ok(()),
+        () = shutdown_signal() => {
+            if options.leader_election
+                && let Err(e) = elector.release().await
+            {
+                tracing::warn!(error = %e, "cannot release the leader Lease; it expires on its own");
+            }
+            Ok(())
+        }
     }
 }
 

@@ -263,6 +263,28 @@ async fn the_lease_is_created_renewed_and_never_taken_from_a_live_holder() {
     });
     assert!(!held.unwrap());
     server.expect_nothing().await;
+
+    // On shutdown the holder gives the Lease up; another holder's Lease is not touched.
+    let (released, ()) = tokio::join!(elector.release(), async {
+        server.expect("GET", lease_uri, 200, lease.clone()).await;
+        let given_up = server.expect("PUT", &format!("{lease_uri}?"), 200, lease.clone()).await.body;
+        assert!(given_up["spec"].get("holderIdentity").is_none(), "{given_up}");
+        assert!(given_up["spec"].get("renewTime").is_none());
+        assert_eq!(given_up["metadata"]["resourceVersion"], "41");
+    });
+    released.unwrap();
+    let (released, ()) = tokio::join!(elector.release(), async {
+        server.expect("GET", lease_uri, 200, other_holder(&lease)).await;
+    });
+    released.unwrap();
+    server.expect_nothing().await;
+}
+
+/// `lease` held by another replica.
+fn other_holder(lease: &Value) -> Value {
+    let mut other = lease.clone();
+    other["spec"]["holderIdentity"] = json!("operator-1");
+    other
 }
 
 #[tokio::test]

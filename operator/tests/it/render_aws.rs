@@ -10,8 +10,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_bedrock-gateway-operator");
 
 /// The quick start with its endpoints on the sim and STS on moto, plus `extra`, in a fresh folder.
 fn quickstart(sim: &str, sts: &str, extra: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("bgw-check-aws-{}-{}", std::process::id(), next_suffix()));
+    let dir = std::env::temp_dir().join(format!("bgw-check-aws-{}-{}", std::process::id(), next_suffix()));
     std::fs::create_dir_all(&dir).unwrap();
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
     for entry in std::fs::read_dir(source).unwrap() {
