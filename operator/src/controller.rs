@@ -192,19 +192,21 @@ fn error_policy<K: Reconciled>(object: Arc<K>, error: &Error, ctx: Arc<Context>)
     Action::requeue(Duration::from_secs(10))
 }
 
+/// True when `account` reads its credentials from `secret`.
+pub fn reads_secret(account: &BedrockAccount, secret: &Secret) -> bool {
+    let name = secret.name_any();
+    let auth = &account.spec.auth;
+    account.namespace() == secret.namespace()
+        && (auth.access_key.as_ref().is_some_and(|k| k.secret_ref.name == name)
+            || auth.api_key.as_ref().is_some_and(|k| k.secret_ref.name == name))
+}
+
 /// The accounts in `accounts` that read `secret`.
 pub fn accounts_using(accounts: &Store<BedrockAccount>, secret: &Secret) -> Vec<ObjectRef<BedrockAccount>> {
-    let ns = secret.namespace();
-    let name = secret.name_any();
     accounts
         .state()
         .iter()
-        .filter(|a| a.namespace() == ns)
-        .filter(|a| {
-            let auth = &a.spec.auth;
-            auth.access_key.as_ref().is_some_and(|k| k.secret_ref.name == name)
-                || auth.api_key.as_ref().is_some_and(|k| k.secret_ref.name == name)
-        })
+        .filter(|a| reads_secret(a, secret))
         .map(|a| ObjectRef::from_obj(a.as_ref()))
         .collect()
 }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::apply::Applier;
 use crate::context::Context;
-use crate::controller::{Reconciled, Triggers};
+use crate::controller::{Reconciled, Triggers, reads_secret};
 use crate::plan::{Plan, describe, plan};
 
 /// Bursts of changes within this window render once.
@@ -47,7 +47,9 @@ impl Stores {
             .secrets
             .state()
             .iter()
-            .filter(|s| s.type_.as_deref() == Some(API_KEY_SECRET_TYPE) || is_referenced(&accounts, s))
+            .filter(|s| {
+                s.type_.as_deref() == Some(API_KEY_SECRET_TYPE) || accounts.iter().any(|a| reads_secret(a, s))
+            })
             .map(|s| s.as_ref().clone())
             .collect();
         Manifests {
@@ -58,16 +60,6 @@ impl Stores {
             skipped: Vec::new(),
         }
     }
-}
-
-/// True when an account in the Secret's namespace reads it.
-fn is_referenced(accounts: &[BedrockAccount], secret: &Secret) -> bool {
-    let name = secret.name_any();
-    accounts.iter().filter(|a| a.namespace() == secret.namespace()).any(|a| {
-        let auth = &a.spec.auth;
-        auth.access_key.as_ref().is_some_and(|k| k.secret_ref.name == name)
-            || auth.api_key.as_ref().is_some_and(|k| k.secret_ref.name == name)
-    })
 }
 
 /// Senders of the controllers' trigger streams.
