@@ -69,6 +69,30 @@ pub fn secret(plan: &Plan, release: &str, namespace: &str) -> Secret {
     }
 }
 
+/// Largest ConfigMap or Secret the API server stores (its data, all keys together).
+pub const MAX_OBJECT_DATA: usize = 1024 * 1024;
+
+/// Why the rendered objects could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The document does not fit in one object.
+    #[error(
+        "{key} is {bytes} bytes, more than the {MAX_OBJECT_DATA} a {kind} holds: serve fewer models \
+         (narrow spec.discovery.include) or split the release"
+    )]
+    TooLarge {
+        /// `ConfigMap` or `Secret`.
+        kind: &'static str,
+        /// The data key.
+        key: &'static str,
+        /// Its size.
+        bytes: usize,
+    },
+    /// The API server refused or could not be reached.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
 /// What one [`Applier::apply`] wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Applied {
@@ -106,7 +130,7 @@ impl Applier {
     }
 
     /// Server-side applies whichever object's hash differs from the one on the server.
-    pub async fn apply(&self, plan: &Plan) -> Result<Applied, kube::Error> {
+    pub async fn apply(&self, plan: &Plan) -> Result<Applied, ApplyError> {
         let mut written = self.written.lock().await;
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let mut applied = Applied::default();
@@ -117,6 +141,10 @@ impl Applier {
         }
         if written.config.as_deref() != Some(plan.config_hash.as_str()) {
             let object = config_map(plan, &self.release, &self.namespace);
+            let bytes = object.data.iter().flatten().map(|(_, v)| v.len()).sum();
+            if bytes > MAX_OBJECT_DATA {
+                return Err(ApplyError::TooLarge { kind: "ConfigMap", key: CONFIG_KEY, bytes });
+            }
             config_maps.patch(&name, &params, &Patch::Apply(&object)).await?;
             written.config = Some(plan.config_hash.clone());
             applied.config = true;
@@ -128,6 +156,10 @@ impl Applier {
         }
         if written.credentials.as_deref() != Some(plan.credentials_hash.as_str()) {
             let object = secret(plan, &self.release, &self.namespace);
+            let bytes = object.data.iter().flatten().map(|(_, v)| v.0.len()).sum();
+            if bytes > MAX_OBJECT_DATA {
+                return Err(ApplyError::TooLarge { kind: "Secret", key: CREDENTIALS_KEY, bytes });
+            }
             secrets.patch(&name, &params, &Patch::Apply(&object)).await?;
             written.credentials = Some(plan.credentials_hash.clone());
             applied.credentials = true;

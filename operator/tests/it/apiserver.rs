@@ -110,6 +110,40 @@ async fn rendered_objects_are_applied_server_side_only_when_their_hash_changes()
 }
 
 #[tokio::test]
+async fn a_config_too_large_for_a_configmap_is_refused_before_it_is_sent() {
+    let (client, mut server) = mock();
+    let applier = Applier::new(client, "gw", "bedrock-system");
+    let models: String = (0..9000)
+        .map(|i| {
+            format!(
+                "---\napiVersion: bedrockgateway.io/v1alpha1\nkind: BedrockModel\n\
+                 metadata: {{name: model-{i}, namespace: ai-gateway}}\nspec: {{accountRef: demo, modelId: \"amazon.nova-lite-v1:0\"}}\n"
+            )
+        })
+        .collect();
+    let plan = plan_of(&manifests(|m| m + &models));
+    let (applied, ()) = tokio::join!(applier.apply(&plan), async {
+        server
+            .expect(
+                "GET",
+                "/api/v1/namespaces/bedrock-system/configmaps/gw-config",
+                404,
+                not_found("configmaps", "gw-config"),
+            )
+            .await;
+    });
+    let message = applied.unwrap_err().to_string();
+    assert!(message.starts_with("config.json is 1"), "{message}");
+    assert!(
+        message.ends_with(
+            "bytes, more than the 1048576 a ConfigMap holds: serve fewer models (narrow spec.discovery.include) or split the release"
+        ),
+        "{message}"
+    );
+    server.expect_nothing().await;
+}
+
+#[tokio::test]
 async fn a_restarted_operator_does_not_rewrite_what_is_already_there() {
     let (client, mut server) = mock();
     let applier = Applier::new(client, "gw", "bedrock-system");
