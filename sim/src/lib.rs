@@ -9,7 +9,7 @@
 mod auth;
 mod converse;
 mod errors;
-mod eventstream;
+pub mod eventstream;
 mod faults;
 mod record;
 mod reply;
