@@ -37,6 +37,7 @@ SIM_KEY_ID = "AKIASIMULATOR0000001"
 SIM_SECRET = "bedrock-sim-secret-access-key-0000000000"
 SIM_BEARER = "bedrock-sim-api-key"
 CALLER_KEY = "sk-bgw-quickstart"
+LITELLM_KEY = "sk-bench-litellm"
 NOVA = "amazon.nova-lite-v1:0"
 NOVA_PATH = "amazon.nova-lite-v1%3A0"
 EMBED = "amazon.titan-embed-text-v2:0"
@@ -89,6 +90,9 @@ model_list:
       aws_bedrock_runtime_endpoint: "{sim}"
 litellm_settings:
   drop_params: true
+general_settings:
+  # LiteLLM refuses to start without one.
+  master_key: {master_key}
 """
 
 
@@ -521,19 +525,24 @@ def run(args, bin_dir: Path, workdir: Path, procs: list[Proc], litellm_exe: Path
     if litellm_exe:
         port = free_port()
         cfg = workdir / "litellm.yaml"
-        cfg.write_text(LITELLM_CONFIG.format(nova=NOVA, key_id=SIM_KEY_ID, secret=SIM_SECRET, sim=sim.url))
+        cfg.write_text(LITELLM_CONFIG.format(
+                nova=NOVA, key_id=SIM_KEY_ID, secret=SIM_SECRET, sim=sim.url, master_key=LITELLM_KEY
+            ))
         env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR")
         litellm = start_litellm(litellm_exe, cfg, port, workdir, env)
         if litellm:
             procs.append(litellm)
             url = f"{litellm.url}/v1/chat/completions"
-            status, text = http_post(url, chat("nova-lite"), {})
+            litellm_hdr = {"Authorization": f"Bearer {LITELLM_KEY}"}
+            status, text = http_post(url, chat("nova-lite"), litellm_hdr)
             if status == 200:
-                litellm_row = r.measure("LiteLLM proxy (1 worker)", litellm, url, {}, chat("nova-lite"), base=direct)
+                litellm_row = r.measure(
+                    "LiteLLM proxy (1 worker)", litellm, url, litellm_hdr, chat("nova-lite"), base=direct
+                )
                 rows.append(litellm_row)
                 rows.append(
                     r.measure(
-                        "LiteLLM stream", litellm, url, {}, chat("nova-lite", stream=True), base=direct_stream
+                        "LiteLLM stream", litellm, url, litellm_hdr, chat("nova-lite", stream=True), base=direct_stream
                     )
                 )
             else:
