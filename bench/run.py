@@ -374,7 +374,10 @@ def table(rows: list[Row]) -> str:
         s = r.stats
         added50 = s["p50_us"] - r.base.stats["p50_us"] if r.base else None
         added99 = s["p99_us"] - r.base.stats["p99_us"] if r.base else None
-        ratio = f"{s['rps'] / r.base.stats['rps']:.2f}x" if r.base and r.base.stats["rps"] else "-"
+        ratio = "-"
+        if r.base and r.base.stats["rps"]:
+            x = s["rps"] / r.base.stats["rps"]
+            ratio = f"{x:.2f}x" if x >= 0.1 else f"{x:.4f}x"
         cpu = f"{r.cpu_per_1k:.3f}" if r.cpu_per_1k is not None else "-"
         rss = f"{r.peak_rss:.1f} MiB" if r.peak_rss is not None else "-"
         note = r.note + (f" {s['errors']} errors" if s.get("errors") else "")
