@@ -14,7 +14,7 @@ mod control;
 mod converse;
 mod embed;
 mod errors;
-mod eventstream;
+pub mod eventstream;
 mod faults;
 mod image;
 mod invoke;
