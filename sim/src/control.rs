@@ -125,6 +125,16 @@ const CATALOGUE: &[Entry] = &[
         on_demand: false,
         profiled: true,
     },
+    Entry {
+        id: "stability.sd3-5-large-v1:0",
+        name: "SD3.5 Large",
+        provider: "Stability AI",
+        input: &["TEXT", "IMAGE"],
+        output: "IMAGE",
+        streaming: false,
+        on_demand: true,
+        profiled: false,
+    },
 ];
 
 /// The control-plane operations.

@@ -96,10 +96,10 @@ async fn the_operator_renders_the_namespace_and_tells_the_truth_in_status() {
     })
     .await;
     assert_eq!(account["status"]["servedDiscoveredModels"], 1);
-    assert_eq!(account["status"]["discoveredModels"], 13, "7 on-demand models and 6 profiles");
+    assert_eq!(account["status"]["discoveredModels"], 14, "8 on-demand models and 6 profiles");
     assert_eq!(
         condition(&account, "ModelAccess").unwrap().2,
-        "us-east-1: 9 foundation model(s), 6 inference profile(s); us-west-2: 9 foundation model(s), 6 inference profile(s)"
+        "us-east-1: 10 foundation model(s), 6 inference profile(s); us-west-2: 10 foundation model(s), 6 inference profile(s)"
     );
 
     let claude = eventually("the underlying model of the claude profile", || {

@@ -47,7 +47,7 @@ async fn the_quickstart_passes_and_shows_what_aws_said() {
         (String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap());
     assert!(output.status.success(), "{stderr}");
     for line in [
-        "BedrockAccount ai-gateway/demo:\n  Ready=True Ready: served as demo/* with 3 model(s)\n",
+        "BedrockAccount ai-gateway/demo:\n  Ready=True Ready: served as demo/* with 7 model(s)\n",
         "  CredentialsVerified=True Verified: sts:GetCallerIdentity succeeded as arn:aws:sts::123456789012:user/moto \
          (account 123456789012)\n",
         "BedrockModel ai-gateway/team-profile:\n  Ready=True Served: served as demo/team-profile in us-east-1\n  \
