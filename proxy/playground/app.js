@@ -133,6 +133,14 @@ function showPanel() {
   const kind = model ? modelKind(model) : "";
   $("model-kind").textContent = kind;
   $("chat-panel").hidden = kind !== "chat";
+  // Offer only what the model's family accepts (the gateway would refuse the rest with a 400).
+  const caps = (model && model.capabilities) || {};
+  $("reasoning-row").hidden = !caps.reasoning;
+  $("reasoning").value = caps.reasoning ? $("reasoning").value : "";
+  const accepts = [caps.images && "image/png,image/jpeg,image/gif,image/webp", caps.documents && "application/pdf"];
+  $("attachments").accept = accepts.filter(Boolean).join(",");
+  $("attachments-row").hidden = !caps.images && !caps.documents;
+  $("attachments-label").textContent = caps.images && caps.documents ? "Attach image or PDF" : caps.images ? "Attach image" : "Attach PDF";
   $("embedding-panel").hidden = kind !== "embedding";
   $("image-panel").hidden = kind !== "image";
   showStats([]);

@@ -47,6 +47,10 @@ def test_models_list_raw_shape(http):
     kinds["demo/sd35"] = "image"
     assert {m["id"]: m["kind"] for m in doc["data"]} == {m: kinds.get(m, "chat") for m in DEMO_MODELS}
     assert all(m["object"] == "model" and m["owned_by"] == "demo" for m in doc["data"])
+    caps = {m["id"]: m.get("capabilities") for m in doc["data"]}
+    assert caps["demo/claude-sonnet"] == {"images": True, "documents": True, "tools": True, "reasoning": True}
+    assert caps["demo/nova-lite"]["reasoning"] is False
+    assert caps["demo/titan-embed-v2"] is None
 
 
 # ---------------------------------------------------------------------- 401

@@ -7,6 +7,8 @@ test-artifacts/playground/ (BGW_E2E_ARTIFACTS overrides the folder).
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import subprocess
@@ -232,3 +234,40 @@ def test_image_form_shows_the_generated_images(page: Page):
     expect(page.locator("#error")).to_be_visible()
     assert "content filters" in page.locator("#error").inner_text().lower()
     shot(page, "10-image-refused")
+
+
+def tiny_png() -> bytes:
+    """A valid 1x1 greyscale PNG."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00\x80")) + chunk(b"IEND", b"")
+
+
+def test_controls_follow_the_models_capabilities_and_images_reach_bedrock(page: Page, sim):
+    use_key(page, QUICKSTART_KEY)
+    # Claude 3.7 thinks and reads images and PDFs.
+    page.select_option("#model", "demo/claude-sonnet")
+    expect(page.locator("#reasoning-row")).to_be_visible()
+    expect(page.locator("#attachments-row")).to_be_visible()
+    assert page.locator("#attachments").get_attribute("accept") == (
+        "image/png,image/jpeg,image/gif,image/webp,application/pdf"
+    )
+    page.set_input_files("#attachments", files=[{"name": "dot.png", "mimeType": "image/png", "buffer": tiny_png()}])
+    send(page, "What is in this picture?")
+    expect(page.locator("#transcript li.assistant .content").last).to_have_text(
+        "Simulated reply to: What is in this picture?"
+    )
+    expect(page.locator("#transcript li.user .note").last).to_have_text("attached: dot.png")
+    sent = [json.loads(base64.b64decode(r["body_base64"])) for r in sim.requests() if r["path"].endswith("/converse-stream")]
+    content = sent[-1]["messages"][-1]["content"]
+    assert content[1]["image"]["format"] == "png"
+    assert base64.b64decode(content[1]["image"]["source"]["bytes"]) == tiny_png()
+    shot(page, "11-image-attachment")
+    # Nova Lite has no reasoning control: the page does not offer one.
+    page.select_option("#model", "demo/nova-lite")
+    expect(page.locator("#reasoning-row")).to_be_hidden()

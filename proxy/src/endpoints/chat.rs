@@ -68,7 +68,9 @@ async fn complete(
     model_label.clone_from(&route.model.served_name);
     authorize(&snapshot, subject, route, ModelKind::Chat)?;
     app.images.inline_remote_images(&mut request).await?;
-    let translation = converse_request(&request, &route.model.model_id)?;
+    // An application inference profile ARN hides its model; the operator resolved it.
+    let family_model = route.model.underlying_model_id.as_deref().unwrap_or(&route.model.model_id);
+    let translation = converse_request(&request, family_model)?;
     if translation.dropped_cache_points > 0 {
         app.metrics
             .cache_points_dropped

@@ -4,12 +4,13 @@ use http::{Request, Response, StatusCode};
 use serde::Serialize;
 
 use super::{json_response, snapshot};
-use api::config::ModelKind;
+use api::config::{Model, ModelKind};
 
 use crate::auth::authenticate;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::server::App;
+use crate::translate::chat_converse::family::{Capabilities, ReasoningStyle};
 
 #[derive(Serialize)]
 struct ModelList<'a> {
@@ -25,6 +26,33 @@ struct ModelEntry<'a> {
     owned_by: &'a str,
     /// Gateway extension: `chat`, `embedding` or `image`, so clients (the playground) pick the API.
     kind: ModelKind,
+    /// Gateway extension, chat models only: what the model accepts besides text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capabilities: Option<ChatCapabilities>,
+}
+
+/// The chat features a client may offer for a model (from the model-family table).
+#[derive(Serialize)]
+struct ChatCapabilities {
+    images: bool,
+    documents: bool,
+    tools: bool,
+    reasoning: bool,
+}
+
+impl ChatCapabilities {
+    fn of(model: &Model) -> Option<Self> {
+        if model.kind != ModelKind::Chat {
+            return None;
+        }
+        let caps = Capabilities::of(model.underlying_model_id.as_deref().unwrap_or(&model.model_id));
+        Some(ChatCapabilities {
+            images: caps.images,
+            documents: caps.documents,
+            tools: caps.tools,
+            reasoning: caps.reasoning != ReasoningStyle::None,
+        })
+    }
 }
 
 /// Lists the models the caller's policies grant, sorted by served name.
@@ -40,6 +68,7 @@ pub fn list<B>(app: &App, req: &Request<B>) -> Result<Response<ResponseBody>, Ap
             created: 0,
             owned_by: &r.model.account,
             kind: r.model.kind,
+            capabilities: ChatCapabilities::of(&r.model),
         })
         .collect();
     let body = serde_json::to_vec(&ModelList { object: "list", data }).expect("model list serializes");
