@@ -208,10 +208,16 @@ pub struct Model {
     /// reports it (filled in by the operator); decides capabilities and the built-in price.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub underlying_model_id: Option<String>,
+    /// Bedrock guardrail applied to every chat call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrail: Option<Guardrail>,
 }
 
 /// Cohere Embed `input_type` values: the CRD's enum as is.
 pub type EmbeddingInputType = crate::crd::model::EmbeddingInputType;
+
+/// A Bedrock guardrail (same shape as the CRD's).
+pub type Guardrail = crate::crd::model::GuardrailSpec;
 
 /// Private prices of a model, overriding the built-in table (USD): the CRD's shape as is.
 pub type Cost = crate::crd::model::CostSpec;

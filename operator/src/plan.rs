@@ -212,6 +212,7 @@ fn discover(rendered: &mut Rendered, facts: &Facts) -> BTreeMap<String, u32> {
                         cost: None,
                         embedding_input_type: None,
                         underlying_model_id: underlying.cloned(),
+                        guardrail: None,
                     },
                 );
             }

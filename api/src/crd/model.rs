@@ -44,6 +44,38 @@ pub struct BedrockModelSpec {
     /// Defaults for /v1/embeddings requests to this model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<EmbeddingSpec>,
+    /// Bedrock guardrail applied to every chat call of this model (Converse guardrailConfig).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardrail: Option<GuardrailSpec>,
+}
+
+/// A Bedrock guardrail, as Converse's `guardrailConfig` names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardrailSpec {
+    /// Guardrail id (abc123def456) or ARN (arn:aws:bedrock:REGION:ACCOUNT:guardrail/ID).
+    #[schemars(regex(
+        pattern = r"^(([a-z0-9]+)|(arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:guardrail/[a-z0-9]+))$"
+    ))]
+    pub id: String,
+    /// Guardrail version: a version number (1, 2, ...) or DRAFT.
+    #[schemars(regex(pattern = r"^(([1-9][0-9]{0,7})|(DRAFT))$"))]
+    pub version: String,
+    /// Guardrail trace in Bedrock's responses: disabled (default), enabled or enabled_full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<GuardrailTrace>,
+}
+
+/// Converse `guardrailConfig.trace` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardrailTrace {
+    /// No trace.
+    Disabled,
+    /// The guardrail's assessment.
+    Enabled,
+    /// The assessment including content that passed.
+    EnabledFull,
 }
 
 /// Defaults for embedding requests.

@@ -59,7 +59,17 @@ pub(super) fn render(
             continue;
         }
         owners.insert(served_name.clone(), object.clone());
-        let (Some(account), true) = (account, id_ok) else { continue };
+        let guardrail_ok = match &spec.guardrail {
+            Some(g) => match guardrail_problem(g) {
+                Some((field, problem, fix)) => {
+                    problems.push(Problem::new(&object, field, problem, fix));
+                    false
+                }
+                None => true,
+            },
+            None => true,
+        };
+        let (Some(account), true, true) = (account, id_ok, guardrail_ok) else { continue };
         let region = spec
             .region
             .clone()
@@ -83,8 +93,38 @@ pub(super) fn render(
                 cost: spec.cost.clone(),
                 embedding_input_type: spec.embedding.as_ref().and_then(|e| e.input_type),
                 underlying_model_id: None,
+                guardrail: spec.guardrail.clone(),
             },
         );
     }
     out
+}
+
+/// What is wrong with a guardrail reference (field, problem, fix), checked as Bedrock's
+/// `guardrailIdentifier` and `guardrailVersion` patterns do.
+fn guardrail_problem(g: &crate::crd::model::GuardrailSpec) -> Option<(&'static str, String, &'static str)> {
+    let lower_alnum =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let id_ok = lower_alnum(&g.id)
+        || g.id
+            .strip_prefix("arn:aws")
+            .and_then(|rest| rest.split_once(":guardrail/"))
+            .is_some_and(|(head, id)| lower_alnum(id) && head.split(':').nth(1) == Some("bedrock"));
+    if !id_ok {
+        return Some((
+            "spec.guardrail.id",
+            format!("guardrail id {:?} is neither a guardrail id nor a guardrail ARN", g.id),
+            "use the guardrail's id (abc123def456) or ARN (arn:aws:bedrock:REGION:ACCOUNT:guardrail/ID)",
+        ));
+    }
+    let digits =
+        |s: &str| (1..=8).contains(&s.len()) && !s.starts_with('0') && s.bytes().all(|b| b.is_ascii_digit());
+    if g.version != "DRAFT" && !digits(&g.version) {
+        return Some((
+            "spec.guardrail.version",
+            format!("guardrail version {:?} is not a version", g.version),
+            "use a published version number (1, 2, ...) or DRAFT",
+        ));
+    }
+    None
 }

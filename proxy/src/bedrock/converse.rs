@@ -39,6 +39,23 @@ pub struct ConverseRequest<'a> {
     /// Processing tier.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_tier: Option<ServiceTier>,
+    /// The model's Bedrock guardrail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guardrail_config: Option<GuardrailConfig<'a>>,
+}
+
+/// `guardrailConfig` (the same members in Converse and ConverseStream, where the stream
+/// processing mode stays at its default, synchronous).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardrailConfig<'a> {
+    /// Guardrail id or ARN.
+    pub guardrail_identifier: &'a str,
+    /// Version number or `DRAFT`.
+    pub guardrail_version: &'a str,
+    /// `enabled`, `disabled` or `enabled_full`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<&'static str>,
 }
 
 /// `serviceTier`.

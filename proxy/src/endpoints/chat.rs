@@ -24,7 +24,7 @@ use crate::openai::chat::{Choice, Usage, parse_chat_request};
 use crate::server::App;
 use crate::snapshot::Route;
 use crate::translate::ResponseMeta;
-use crate::translate::chat_converse::{ChatStream, chat_completion, converse_request};
+use crate::translate::chat_converse::{ChatStream, chat_completion, converse_request, guardrail_config};
 use crate::translate::{StreamStep, StreamTranslator};
 
 const ENDPOINT: &str = "chat";
@@ -70,7 +70,8 @@ async fn complete(
     app.images.inline_remote_images(&mut request).await?;
     // An application inference profile ARN hides its model; the operator resolved it.
     let family_model = route.model.underlying_model_id.as_deref().unwrap_or(&route.model.model_id);
-    let translation = converse_request(&request, family_model)?;
+    let mut translation = converse_request(&request, family_model)?;
+    translation.body.guardrail_config = route.model.guardrail.as_ref().map(guardrail_config);
     if translation.dropped_cache_points > 0 {
         app.metrics
             .cache_points_dropped

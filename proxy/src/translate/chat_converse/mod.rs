@@ -47,9 +47,12 @@ use self::family::{Capabilities, TopK};
 pub use self::response::chat_completion;
 pub use self::stream::ChatStream;
 use self::tools::{ToolNames, ToolUse};
+use api::config::Guardrail;
+use api::crd::model::GuardrailTrace;
+
 use crate::bedrock::converse::{
-    ContentBlock, ConversationRole, ConverseRequest, InferenceConfig, Message, OutputConfig, ServiceTier,
-    SystemContentBlock, ToolResultBlock, ToolResultContent,
+    ContentBlock, ConversationRole, ConverseRequest, GuardrailConfig, InferenceConfig, Message, OutputConfig,
+    ServiceTier, SystemContentBlock, ToolResultBlock, ToolResultContent,
 };
 use crate::error::ApiError;
 use crate::openai::chat::{ChatCompletionRequest, ChatMessage, ContentPart, ServiceTier as OpenAiTier};
@@ -96,6 +99,19 @@ fn unsupported(req: &ChatCompletionRequest, caps: &Capabilities, feature: &str, 
         req.model, caps.family
     ))
     .with_param(param)
+}
+
+/// The model's guardrail as Converse's `guardrailConfig`.
+pub fn guardrail_config(guardrail: &Guardrail) -> GuardrailConfig<'_> {
+    GuardrailConfig {
+        guardrail_identifier: &guardrail.id,
+        guardrail_version: &guardrail.version,
+        trace: guardrail.trace.map(|t| match t {
+            GuardrailTrace::Disabled => "disabled",
+            GuardrailTrace::Enabled => "enabled",
+            GuardrailTrace::EnabledFull => "enabled_full",
+        }),
+    }
 }
 
 /// Builds the Converse body for `req` sent to the Bedrock model `model_id`; it borrows the
@@ -164,6 +180,7 @@ pub fn converse_request<'a>(
             };
             Some(ServiceTier { kind })
         }),
+        guardrail_config: None,
     };
     Ok(Translation {
         body,
