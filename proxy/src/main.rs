@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use proxy::config::{ConfigStore, ManifestDir};
+use proxy::limits::Limiter;
 use proxy::metrics::Metrics;
 use proxy::server::{App, serve};
 use proxy::snapshot::SimulatorOverride;
+use proxy::usage::Recorder;
 use tokio::net::TcpListener;
 
 /// Command line of the proxy.
@@ -37,6 +39,15 @@ struct Cli {
     /// Log format.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
+    /// Redis for usage limits shared by every replica (`redis://host:6379/0`); default: per process.
+    #[arg(long, env = "BGW_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Refuse requests with 503 while Redis is unreachable, instead of admitting them unlimited.
+    #[arg(long)]
+    limits_fail_closed: bool,
+    /// Add a per-user label to the cost metric (one series per user: mind the cardinality).
+    #[arg(long)]
+    metrics_user_label: bool,
 }
 
 #[tokio::main]
@@ -67,7 +78,11 @@ async fn run(cli: Cli) -> Result<(), String> {
         None
     };
     let source = ManifestDir::new(&cli.manifests, sim.as_ref().map(|h| SimulatorOverride { url: h.url() }));
-    let metrics = Metrics::new();
+    let metrics = Metrics::with_user_label(cli.metrics_user_label);
+    let limiter = match &cli.redis_url {
+        Some(url) => Limiter::redis(url, !cli.limits_fail_closed)?,
+        None => Limiter::local(),
+    };
     let store = Arc::new(ConfigStore::default());
     match source.load(1) {
         Ok(snapshot) => {
@@ -88,7 +103,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, "bedrock-gateway-proxy listening");
     println!("bedrock-gateway-proxy listening on http://{addr}");
-    let app = Arc::new(App::new(store, metrics, cli.max_body_bytes));
+    let mut app = App::new(store, metrics, cli.max_body_bytes);
+    app.usage = Recorder::new(app.metrics.clone(), limiter);
+    let app = Arc::new(app);
     serve(listener, app, shutdown_signal(), Duration::from_secs(cli.shutdown_grace_seconds)).await;
     drop(sim);
     Ok(())

@@ -19,8 +19,10 @@ use crate::body::ResponseBody;
 use crate::config::ConfigStore;
 use crate::endpoints;
 use crate::error::ApiError;
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::upstream::Upstream;
+use crate::usage::Recorder;
 
 /// Shared state of the proxy: config, upstream client, metrics and limits.
 pub struct App {
@@ -30,6 +32,8 @@ pub struct App {
     pub upstream: Upstream,
     /// Metric families.
     pub metrics: Metrics,
+    /// Usage limits, prices and usage recording.
+    pub usage: Recorder,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Set on shutdown: `/readyz` answers 503 so load balancers stop sending traffic.
@@ -37,9 +41,18 @@ pub struct App {
 }
 
 impl App {
-    /// State with a fresh upstream client and the given config store and metrics.
+    /// State with a fresh upstream client, limits counted in this process, and the given config
+    /// store and metrics.
     pub fn new(config: Arc<ConfigStore>, metrics: Metrics, max_body_bytes: usize) -> Self {
-        App { config, upstream: Upstream::new(), metrics, max_body_bytes, draining: AtomicBool::new(false) }
+        let usage = Recorder::new(metrics.clone(), Limiter::local());
+        App {
+            config,
+            upstream: Upstream::new(),
+            metrics,
+            usage,
+            max_body_bytes,
+            draining: AtomicBool::new(false),
+        }
     }
 
     /// Answers one request; every outcome is a response, never an error.

@@ -102,7 +102,7 @@ impl Snapshot {
 }
 
 fn subject_of(id: ApiKeyIdentity) -> Subject {
-    Subject { user: id.user, teams: id.teams }
+    Subject::user(id.user, id.teams)
 }
 
 fn signer_for(

@@ -15,18 +15,21 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::{json_response, read_body, snapshot};
-use crate::auth::authenticate;
+use crate::auth::{Subject, authenticate};
 use crate::bedrock::converse::ConverseResponse;
 use crate::bedrock::errors::api_error;
 use crate::bedrock::eventstream::EventStreamDecoder;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
+use crate::limits::Admission;
 use crate::metrics::Metrics;
-use crate::openai::chat::{Usage, parse_chat_request};
+use crate::openai::chat::parse_chat_request;
 use crate::server::App;
+use crate::snapshot::Route;
 use crate::translate::ResponseMeta;
 use crate::translate::chat_converse::{ChatStream, chat_completion, converse_request};
 use crate::translate::{StreamStep, StreamTranslator};
+use crate::usage::{self, Record, chat_tokens};
 
 const ENDPOINT: &str = "chat";
 /// Largest Bedrock error or Converse response body read into memory.
@@ -81,6 +84,7 @@ async fn complete(
         ))
         .with_param("model"));
     }
+    let admission = app.usage.admit(subject, &snapshot.policies, &route.model.served_name).await?;
     let converse = converse_request(&request)?;
     let body = serde_json::to_vec(&converse).expect("Converse request serializes");
     let meta = ResponseMeta { id: completion_id(), created: unix_now(), model: request.model.clone() };
@@ -92,10 +96,18 @@ async fn complete(
     };
     let response = app.upstream.post_json(target, &route.signer, body, accept).await?;
     if !response.status().is_success() {
-        return Err(upstream_error(&app.metrics, &request.model, response).await);
+        let error = upstream_error(&app.metrics, &request.model, response).await;
+        let record = Record {
+            status: error.status.as_u16(),
+            ..Record::new(ENDPOINT, &meta.id, subject, &route.model, started, &admission)
+        };
+        app.usage.record(&record);
+        return Err(error);
     }
     if streaming {
         let include_usage = request.stream_options.include_usage;
+        let rate_headers = admission.headers().clone();
+        let request_id = meta.id.clone();
         let sse = SseBody {
             upstream: response.into_body(),
             decoder: EventStreamDecoder::new(),
@@ -103,13 +115,19 @@ async fn complete(
             out: BytesMut::with_capacity(1024),
             done: false,
             finish: Some(StreamFinish {
-                metrics: app.metrics.clone(),
-                model: route.model.served_name.clone(),
+                app: app.clone(),
+                route: route.clone(),
+                subject: subject.clone(),
+                admission,
+                request_id,
                 started,
+                first_token: None,
+                status: 200,
             }),
         };
         let mut response = Response::new(ResponseBody::Stream(Box::pin(sse)));
         let headers = response.headers_mut();
+        headers.extend(rate_headers);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         return Ok(response);
@@ -120,8 +138,15 @@ async fn complete(
         ApiError::bad_gateway("Bedrock returned a response the gateway could not read.")
     })?;
     let completion = chat_completion(converse, &meta);
-    record_tokens(&app.metrics, &route.model.served_name, &completion.usage);
-    Ok(json_response(StatusCode::OK, serde_json::to_vec(&completion).expect("completion serializes")))
+    let record = Record {
+        tokens: chat_tokens(&completion.usage),
+        ..Record::new(ENDPOINT, &meta.id, subject, &route.model, started, &admission)
+    };
+    let cost = app.usage.record(&record);
+    let mut response =
+        json_response(StatusCode::OK, serde_json::to_vec(&completion).expect("completion serializes"));
+    usage::set_headers(response.headers_mut(), &admission, cost);
+    Ok(response)
 }
 
 /// Reads a Bedrock error response and maps it to the caller's error.
@@ -146,11 +171,6 @@ async fn collect_limited(body: Incoming) -> Result<Bytes, ApiError> {
         .map_err(|_| ApiError::bad_gateway("The Bedrock response ended before it was complete."))
 }
 
-fn record_tokens(metrics: &Metrics, model: &str, usage: &Usage) {
-    metrics.tokens.with_label_values(&[model, "input"]).inc_by(usage.prompt_tokens);
-    metrics.tokens.with_label_values(&[model, "output"]).inc_by(usage.completion_tokens);
-}
-
 fn kind_name(kind: ModelKind) -> &'static str {
     match kind {
         ModelKind::Chat => "chat",
@@ -172,9 +192,14 @@ fn unix_now() -> u64 {
 
 /// What a stream records when it ends, however it ends.
 struct StreamFinish {
-    metrics: Metrics,
-    model: String,
+    app: Arc<App>,
+    route: Arc<Route>,
+    subject: Subject,
+    admission: Admission,
+    request_id: String,
     started: Instant,
+    first_token: Option<Instant>,
+    status: u16,
 }
 
 /// ConverseStream event frames in, OpenAI SSE out, as the upstream body arrives.
@@ -194,17 +219,26 @@ impl SseBody {
     fn end(&mut self) {
         self.done = true;
         if let Some(f) = self.finish.take() {
-            f.metrics
+            let served = &f.route.model.served_name;
+            f.app
+                .metrics
                 .duration
-                .with_label_values(&[ENDPOINT, &f.model])
+                .with_label_values(&[ENDPOINT, served])
                 .observe(f.started.elapsed().as_secs_f64());
-            if let Some(usage) = self.translator.usage() {
-                record_tokens(&f.metrics, &f.model, &usage);
-            }
+            let record = Record {
+                tokens: self.translator.usage().as_ref().map(chat_tokens).unwrap_or_default(),
+                status: f.status,
+                first_token: f.first_token,
+                ..Record::new(ENDPOINT, &f.request_id, &f.subject, &f.route.model, f.started, &f.admission)
+            };
+            f.app.usage.record(&record);
         }
     }
 
     fn fail(&mut self, error: ApiError) {
+        if let Some(f) = &mut self.finish {
+            f.status = error.status.as_u16();
+        }
         self.translator.abort(&error, &mut self.out);
         self.end();
     }
@@ -221,6 +255,9 @@ impl Body for SseBody {
         let this = &mut *self;
         loop {
             if !this.out.is_empty() {
+                if let Some(f) = this.finish.as_mut().filter(|f| f.first_token.is_none()) {
+                    f.first_token = Some(Instant::now());
+                }
                 return Poll::Ready(Some(Ok(Frame::data(this.out.split().freeze()))));
             }
             if this.done {
@@ -264,7 +301,8 @@ impl Body for SseBody {
 impl Drop for SseBody {
     fn drop(&mut self) {
         // The client went away mid-stream: still record the duration and what was used.
-        if self.finish.is_some() {
+        if let Some(f) = &mut self.finish {
+            f.status = 499;
             self.end();
         }
     }

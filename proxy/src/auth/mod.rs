@@ -1,0 +1,80 @@
+//! Caller identity: who is calling, from the `Authorization: Bearer <credential>` header.
+//!
+//! API keys are never stored: the proxy hashes what the caller sends, looks the hash up and
+//! confirms it with a constant-time comparison.
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::snapshot::Snapshot;
+
+/// An authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subject {
+    /// User name (for a service account, `system:serviceaccount:<namespace>:<name>`).
+    pub user: String,
+    /// Teams the user belongs to.
+    pub teams: Vec<String>,
+    /// The Kubernetes service account, for callers with a service-account token.
+    pub service_account: Option<ServiceAccount>,
+}
+
+/// A Kubernetes service account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceAccount {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl Subject {
+    /// A user with teams (API key or OIDC caller).
+    pub fn user(user: impl Into<String>, teams: Vec<String>) -> Subject {
+        Subject { user: user.into(), teams, service_account: None }
+    }
+
+    /// What limits and usage are counted under: the user name, unique per caller.
+    pub fn key(&self) -> &str {
+        &self.user
+    }
+
+    /// The team shown in metrics: the first team, or `-`.
+    pub fn team_label(&self) -> &str {
+        self.teams.first().map_or("-", String::as_str)
+    }
+}
+
+/// The bearer credential of a request, or the 401 to answer.
+pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Err(ApiError::unauthenticated(
+            "You didn't provide an API key. Send it in the Authorization header as `Bearer <key>`.",
+        ));
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            ApiError::unauthenticated("The Authorization header must have the form `Bearer <key>`.")
+        })
+}
+
+/// Resolves the caller of a request, or the 401 to answer.
+pub fn authenticate<'a>(headers: &HeaderMap, snapshot: &'a Snapshot) -> Result<&'a Subject, ApiError> {
+    let key = bearer(headers)?;
+    api_key(key, snapshot).ok_or_else(|| ApiError::unauthenticated("Incorrect API key provided."))
+}
+
+/// The subject of an API key. The table is keyed by SHA-256, so lookup timing depends on the
+/// hash, never on the key; the final match is a constant-time comparison of the digests.
+pub fn api_key<'a>(key: &str, snapshot: &'a Snapshot) -> Option<&'a Subject> {
+    let digest = api::config::hash_api_key(key);
+    let (stored, subject) = snapshot.callers.get_key_value(&digest)?;
+    bool::from(stored.as_bytes().ct_eq(digest.as_bytes())).then_some(subject)
+}
