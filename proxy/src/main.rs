@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use proxy::auth::tokenreview::{TokenReviewConfig, TokenReviewer};
 use proxy::config::{ConfigStore, ManifestDir};
 use proxy::limits::Limiter;
 use proxy::metrics::Metrics;
@@ -48,6 +49,21 @@ struct Cli {
     /// Add a per-user label to the cost metric (one series per user: mind the cardinality).
     #[arg(long)]
     metrics_user_label: bool,
+    /// Accept Kubernetes service-account tokens, checked with TokenReview (needs RBAC `create tokenreviews`).
+    #[arg(long)]
+    service_account_tokens: bool,
+    /// Audience service-account tokens must be minted for.
+    #[arg(long, default_value = "bedrock-gateway")]
+    token_audience: String,
+    /// API server for TokenReview; default the in-cluster one (with the mounted token and CA).
+    #[arg(long, env = "BGW_KUBE_API_URL")]
+    kube_api_url: Option<String>,
+    /// The proxy's own token for TokenReview, with --kube-api-url.
+    #[arg(long, default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token")]
+    kube_token_file: PathBuf,
+    /// CA bundle of the API server, with --kube-api-url (default: public roots only).
+    #[arg(long)]
+    kube_ca_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -105,6 +121,19 @@ async fn run(cli: Cli) -> Result<(), String> {
     println!("bedrock-gateway-proxy listening on http://{addr}");
     let mut app = App::new(store, metrics, cli.max_body_bytes);
     app.usage = Recorder::new(app.metrics.clone(), limiter);
+    if cli.service_account_tokens {
+        let config = match cli.kube_api_url {
+            Some(api_url) => TokenReviewConfig {
+                api_url,
+                token_file: cli.kube_token_file,
+                ca_file: cli.kube_ca_file,
+                audience: cli.token_audience,
+            },
+            None => TokenReviewConfig::in_cluster(&cli.token_audience)
+                .ok_or("--service-account-tokens outside a cluster needs --kube-api-url")?,
+        };
+        app.auth.token_review = Some(TokenReviewer::new(config)?);
+    }
     let app = Arc::new(app);
     serve(listener, app, shutdown_signal(), Duration::from_secs(cli.shutdown_grace_seconds)).await;
     drop(sim);

@@ -15,6 +15,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::auth::Authenticator;
 use crate::body::ResponseBody;
 use crate::config::ConfigStore;
 use crate::endpoints;
@@ -32,6 +33,8 @@ pub struct App {
     pub upstream: Upstream,
     /// Metric families.
     pub metrics: Metrics,
+    /// Caller identity: API keys, and service-account tokens when enabled.
+    pub auth: Authenticator,
     /// Usage limits, prices and usage recording.
     pub usage: Recorder,
     /// Largest request body accepted, in bytes.
@@ -49,6 +52,7 @@ impl App {
             config,
             upstream: Upstream::new(),
             metrics,
+            auth: Authenticator::default(),
             usage,
             max_body_bytes,
             draining: AtomicBool::new(false),
@@ -63,7 +67,7 @@ impl App {
             (&Method::GET, "/healthz") => Ok(endpoints::ops::healthz()),
             (&Method::GET, "/readyz") => Ok(endpoints::ops::readyz(&self)),
             (&Method::GET, "/metrics") => Ok(endpoints::ops::metrics(&self)),
-            (&Method::GET, "/v1/models") => endpoints::models::list(&self, &req),
+            (&Method::GET, "/v1/models") => endpoints::models::list(&self, &req).await,
             (&Method::POST, "/v1/chat/completions") => {
                 endpoints::chat::completions(&self, req, started).await
             }

@@ -35,7 +35,7 @@ pub struct Snapshot {
     /// Routes by served name.
     pub routes: HashMap<String, Arc<Route>>,
     /// Callers by SHA-256 hex of their API key.
-    pub callers: HashMap<String, Subject>,
+    pub callers: HashMap<String, Arc<Subject>>,
     /// Access policies.
     pub policies: PolicySet,
 }
@@ -101,8 +101,8 @@ impl Snapshot {
     }
 }
 
-fn subject_of(id: ApiKeyIdentity) -> Subject {
-    Subject::user(id.user, id.teams)
+fn subject_of(id: ApiKeyIdentity) -> Arc<Subject> {
+    Arc::new(Subject::user(id.user, id.teams))
 }
 
 fn signer_for(

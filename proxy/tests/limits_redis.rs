@@ -19,14 +19,15 @@ struct Redis {
 impl Redis {
     fn start() -> Redis {
         let port = StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("redis-server")
+        let redis = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
+            .map(|child| Redis { child, port })
             .expect("redis-server runs (apt-get install redis-server; scripts/test installs it)");
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Redis { child, port };
+                return redis;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

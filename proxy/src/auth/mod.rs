@@ -1,12 +1,19 @@
 //! Caller identity: who is calling, from the `Authorization: Bearer <credential>` header.
 //!
-//! API keys are never stored: the proxy hashes what the caller sends, looks the hash up and
-//! confirms it with a constant-time comparison.
+//! The credential is, in this order: an API key (never stored: the proxy hashes what the caller
+//! sends, looks the hash up and confirms it with a constant-time comparison), or, when enabled, a
+//! Kubernetes service-account token ([`tokenreview`]). Every way ends in one [`Subject`].
 
-use http::HeaderMap;
-use http::header::AUTHORIZATION;
+pub mod http;
+pub mod tokenreview;
+
+use std::sync::Arc;
+
+use ::http::HeaderMap;
+use ::http::header::AUTHORIZATION;
 use subtle::ConstantTimeEq;
 
+use self::tokenreview::TokenReviewer;
 use crate::error::ApiError;
 use crate::snapshot::Snapshot;
 
@@ -65,15 +72,41 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
         })
 }
 
-/// Resolves the caller of a request, or the 401 to answer.
-pub fn authenticate<'a>(headers: &HeaderMap, snapshot: &'a Snapshot) -> Result<&'a Subject, ApiError> {
-    let key = bearer(headers)?;
-    api_key(key, snapshot).ok_or_else(|| ApiError::unauthenticated("Incorrect API key provided."))
+/// The ways callers may prove who they are, besides API keys (always on).
+#[derive(Default)]
+pub struct Authenticator {
+    /// Kubernetes service-account tokens, when enabled.
+    pub token_review: Option<TokenReviewer>,
+}
+
+impl Authenticator {
+    /// Resolves the caller of a request, or the 401 (503 when a token cannot be checked now).
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        snapshot: &Snapshot,
+    ) -> Result<Arc<Subject>, ApiError> {
+        let credential = bearer(headers)?;
+        if let Some(subject) = api_key(credential, snapshot) {
+            return Ok(subject.clone());
+        }
+        if looks_like_jwt(credential)
+            && let Some(reviewer) = &self.token_review
+        {
+            return reviewer.review(credential).await;
+        }
+        Err(ApiError::unauthenticated("Incorrect API key provided."))
+    }
+}
+
+/// Three base64url segments: a JWT, never an API key the operator renders.
+fn looks_like_jwt(credential: &str) -> bool {
+    credential.starts_with("eyJ") && credential.split('.').count() == 3
 }
 
 /// The subject of an API key. The table is keyed by SHA-256, so lookup timing depends on the
 /// hash, never on the key; the final match is a constant-time comparison of the digests.
-pub fn api_key<'a>(key: &str, snapshot: &'a Snapshot) -> Option<&'a Subject> {
+pub fn api_key<'a>(key: &str, snapshot: &'a Snapshot) -> Option<&'a Arc<Subject>> {
     let digest = api::config::hash_api_key(key);
     let (stored, subject) = snapshot.callers.get_key_value(&digest)?;
     bool::from(stored.as_bytes().ct_eq(digest.as_bytes())).then_some(subject)

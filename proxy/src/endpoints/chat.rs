@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::{json_response, read_body, snapshot};
-use crate::auth::{Subject, authenticate};
+use crate::auth::Subject;
 use crate::bedrock::converse::ConverseResponse;
 use crate::bedrock::errors::api_error;
 use crate::bedrock::eventstream::EventStreamDecoder;
@@ -66,7 +66,8 @@ async fn complete(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let snapshot = snapshot(app)?;
     let (parts, body) = req.into_parts();
-    let subject = authenticate(&parts.headers, &snapshot)?;
+    let subject = app.auth.authenticate(&parts.headers, &snapshot).await?;
+    let subject = &subject;
     let request = parse_chat_request(&read_body(app, body).await?)?;
     let route =
         snapshot.routes.get(&request.model).ok_or_else(|| ApiError::model_not_found(&request.model))?;
@@ -194,7 +195,7 @@ fn unix_now() -> u64 {
 struct StreamFinish {
     app: Arc<App>,
     route: Arc<Route>,
-    subject: Subject,
+    subject: Arc<Subject>,
     admission: Admission,
     request_id: String,
     started: Instant,
