@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use proxy::auth::oidc::{OidcConfig, OidcVerifier, REFRESH_EVERY};
 use proxy::auth::tokenreview::{TokenReviewConfig, TokenReviewer};
 use proxy::config::{ConfigStore, ManifestDir};
 use proxy::limits::Limiter;
@@ -64,6 +65,21 @@ struct Cli {
     /// CA bundle of the API server, with --kube-api-url (default: public roots only).
     #[arg(long)]
     kube_ca_file: Option<PathBuf>,
+    /// Accept OIDC JWTs from this issuer (exactly as in their `iss`); keys found by discovery.
+    #[arg(long, env = "BGW_OIDC_ISSUER")]
+    oidc_issuer: Option<String>,
+    /// Audience OIDC tokens must carry.
+    #[arg(long, env = "BGW_OIDC_AUDIENCE", default_value = "bedrock-gateway")]
+    oidc_audience: String,
+    /// Claim of OIDC tokens naming the user.
+    #[arg(long, env = "BGW_OIDC_USER_CLAIM", default_value = "sub")]
+    oidc_user_claim: String,
+    /// Claim of OIDC tokens listing the user's teams.
+    #[arg(long, env = "BGW_OIDC_TEAMS_CLAIM", default_value = "groups")]
+    oidc_teams_claim: String,
+    /// Extra CA bundle for the OIDC issuer's HTTPS endpoints.
+    #[arg(long)]
+    oidc_ca_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -133,6 +149,16 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .ok_or("--service-account-tokens outside a cluster needs --kube-api-url")?,
         };
         app.auth.token_review = Some(TokenReviewer::new(config)?);
+    }
+    if let Some(issuer) = cli.oidc_issuer {
+        app.auth.oidc = Some(OidcVerifier::new(OidcConfig {
+            issuer,
+            audience: cli.oidc_audience,
+            user_claim: cli.oidc_user_claim,
+            teams_claim: cli.oidc_teams_claim,
+            ca_file: cli.oidc_ca_file,
+            min_refresh_interval: REFRESH_EVERY,
+        })?);
     }
     let app = Arc::new(app);
     serve(listener, app, shutdown_signal(), Duration::from_secs(cli.shutdown_grace_seconds)).await;

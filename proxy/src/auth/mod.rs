@@ -1,10 +1,12 @@
 //! Caller identity: who is calling, from the `Authorization: Bearer <credential>` header.
 //!
 //! The credential is, in this order: an API key (never stored: the proxy hashes what the caller
-//! sends, looks the hash up and confirms it with a constant-time comparison), or, when enabled, a
-//! Kubernetes service-account token ([`tokenreview`]). Every way ends in one [`Subject`].
+//! sends, looks the hash up and confirms it with a constant-time comparison), or, when enabled,
+//! a JWT: an OIDC token when its `iss` is the configured issuer ([`oidc`]), else a Kubernetes
+//! service-account token ([`tokenreview`]). Every way ends in one [`Subject`].
 
 pub mod http;
+pub mod oidc;
 pub mod tokenreview;
 
 use std::sync::Arc;
@@ -13,6 +15,10 @@ use ::http::HeaderMap;
 use ::http::header::AUTHORIZATION;
 use subtle::ConstantTimeEq;
 
+use base64::Engine;
+use serde::de::DeserializeOwned;
+
+use self::oidc::OidcVerifier;
 use self::tokenreview::TokenReviewer;
 use crate::error::ApiError;
 use crate::snapshot::Snapshot;
@@ -77,6 +83,8 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
 pub struct Authenticator {
     /// Kubernetes service-account tokens, when enabled.
     pub token_review: Option<TokenReviewer>,
+    /// OIDC JWTs, when an issuer is configured.
+    pub oidc: Option<OidcVerifier>,
 }
 
 impl Authenticator {
@@ -90,13 +98,25 @@ impl Authenticator {
         if let Some(subject) = api_key(credential, snapshot) {
             return Ok(subject.clone());
         }
-        if looks_like_jwt(credential)
-            && let Some(reviewer) = &self.token_review
-        {
-            return reviewer.review(credential).await;
+        if looks_like_jwt(credential) {
+            if let Some(oidc) = self.oidc.as_ref().filter(|o| o.issued(credential)) {
+                return oidc.verify(credential).await;
+            }
+            if let Some(reviewer) = &self.token_review {
+                return reviewer.review(credential).await;
+            }
         }
         Err(ApiError::unauthenticated("Incorrect API key provided."))
     }
+}
+
+/// The claims of a JWT, read without verifying it (to route it to a verifier, or for the
+/// expiry of a token the API server just verified).
+pub fn unverified_claims<T: DeserializeOwned>(token: &str) -> Option<T> {
+    let payload = token.split('.').nth(1)?;
+    let bytes =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Three base64url segments: a JWT, never an API key the operator renders.

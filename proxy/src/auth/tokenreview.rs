@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
 use http::Method;
 use serde::Deserialize;
 use serde_json::json;
@@ -173,9 +172,6 @@ pub fn token_expiry(token: &str) -> Option<SystemTime> {
     struct Exp {
         exp: u64,
     }
-    let payload = token.split('.').nth(1)?;
-    let bytes =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let exp: Exp = serde_json::from_slice(&bytes).ok()?;
+    let exp: Exp = super::unverified_claims(token)?;
     Some(UNIX_EPOCH + Duration::from_secs(exp.exp))
 }
