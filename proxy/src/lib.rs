@@ -1,7 +1,8 @@
 //! bedrock-gateway proxy: serves the OpenAI API on top of AWS Bedrock.
 //!
-//! Request path: `server` -> `endpoints` -> `auth` -> `policy` -> `translate` -> `upstream` and back
-//! through `translate` to the caller. Translators are pure; I/O lives in `server`, `upstream`, `config`.
+//! Request path: `server` -> `endpoints` -> `auth` -> `policy` -> `limits` (through `usage`) ->
+//! `translate` -> `upstream` and back through `translate` to the caller; `usage` prices and records
+//! what was used. Translators are pure; I/O lives in `server`, `upstream`, `config`.
 
 pub mod auth;
 pub mod bedrock;

@@ -186,6 +186,11 @@ async fn unknown_and_wrong_audience_tokens_are_401() {
         assert_eq!(r.json()["error"]["code"], "invalid_api_key");
         assert!(!r.text().contains(&t));
     }
+    // A refused token is remembered for a while: retrying it does not ask again.
+    let before = reviews.load(Ordering::SeqCst);
+    let r = h.call(Method::GET, "/v1/models", Some(&token("apps/stranger", 3600)), None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reviews.load(Ordering::SeqCst), before);
     // Keys that are not JWTs never reach the API server.
     let before = reviews.load(Ordering::SeqCst);
     assert_eq!(

@@ -1,5 +1,7 @@
 //! Kubernetes service-account tokens, checked with a TokenReview against the API server and
-//! cached (by SHA-256 of the token, never the token) until the token expires.
+//! cached (by SHA-256 of the token, never the token) until the token expires. Refused tokens
+//! are remembered for [`REFUSED_FOR`], so a caller retrying a bad token does not load the API
+//! server.
 //!
 //! Callers send a projected token with the audience `bedrock-gateway`; the review asks for that
 //! audience, so tokens minted for anything else are refused. The subject is
@@ -22,6 +24,8 @@ use crate::error::ApiError;
 
 /// Longest a review is trusted, even for a long-lived token.
 const MAX_CACHE: Duration = Duration::from_secs(3600);
+/// How long a refused token is answered 401 without asking again.
+pub const REFUSED_FOR: Duration = Duration::from_secs(30);
 /// Cached reviews kept at most; expired ones go first.
 const MAX_ENTRIES: usize = 10_000;
 
@@ -61,8 +65,8 @@ pub struct TokenReviewer {
     cache: Mutex<HashMap<[u8; 32], Reviewed>>,
 }
 
-/// A reviewed subject and until when it is trusted, by SHA-256 of the token.
-type Reviewed = (Arc<Subject>, Instant);
+/// A reviewed subject (`None`: refused) and until when the answer holds, by SHA-256 of the token.
+type Reviewed = (Option<Arc<Subject>>, Instant);
 
 #[derive(Deserialize)]
 struct Review {
@@ -108,7 +112,7 @@ impl TokenReviewer {
         if let Some((subject, until)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&digest)
             && *until > now
         {
-            return Ok(subject.clone());
+            return subject.clone().ok_or_else(refused);
         }
         let own = tokio::fs::read_to_string(&self.config.token_file).await.map_err(|e| {
             tracing::error!(file = %self.config.token_file.display(), error = %e, "cannot read the proxy's service-account token");
@@ -141,7 +145,8 @@ impl TokenReviewer {
         })?;
         let s = review.status;
         if !s.authenticated || !s.audiences.contains(&self.config.audience) {
-            return Err(ApiError::unauthenticated("Incorrect API key or token provided."));
+            self.remember(digest, None, now + REFUSED_FOR);
+            return Err(refused());
         }
         let service_account = s.user.username.strip_prefix("system:serviceaccount:").and_then(|rest| {
             rest.split_once(':').map(|(ns, name)| ServiceAccount { namespace: ns.into(), name: name.into() })
@@ -150,16 +155,25 @@ impl TokenReviewer {
         let ttl = token_expiry(token)
             .and_then(|exp| exp.duration_since(SystemTime::now()).ok())
             .map_or(Duration::from_secs(60), |left| left.min(MAX_CACHE));
+        self.remember(digest, Some(subject.clone()), now + ttl);
+        Ok(subject)
+    }
+
+    fn remember(&self, digest: [u8; 32], subject: Option<Arc<Subject>>, until: Instant) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_ENTRIES {
+            let now = Instant::now();
             cache.retain(|_, (_, until)| *until > now);
             if cache.len() >= MAX_ENTRIES {
                 cache.clear();
             }
         }
-        cache.insert(digest, (subject.clone(), now + ttl));
-        Ok(subject)
+        cache.insert(digest, (subject, until));
     }
+}
+
+fn refused() -> ApiError {
+    ApiError::unauthenticated("Incorrect API key or token provided.")
 }
 
 fn unavailable() -> ApiError {

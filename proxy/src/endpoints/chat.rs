@@ -85,8 +85,8 @@ async fn complete(
         ))
         .with_param("model"));
     }
-    let admission = app.usage.admit(subject, &snapshot.policies, &route.model.served_name).await?;
     let converse = converse_request(&request)?;
+    let admission = app.usage.admit(subject, &snapshot.policies, &route.model.served_name).await?;
     let body = serde_json::to_vec(&converse).expect("Converse request serializes");
     let meta = ResponseMeta { id: completion_id(), created: unix_now(), model: request.model.clone() };
     let streaming = request.stream;
