@@ -269,3 +269,21 @@ async fn budget_per_day() {
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn per_user_cost_label_only_when_enabled() {
+    let h = Harness::start_with(|app| {
+        app.metrics = proxy::metrics::Metrics::with_user_label(true);
+        app.usage = proxy::usage::Recorder::new(app.metrics.clone(), proxy::limits::Limiter::local());
+    })
+    .await;
+    assert_eq!(h.chat(hello("demo/claude-sonnet")).await.status, StatusCode::OK);
+    let m = metrics(&h).await;
+    assert_close(
+        sample(
+            &m,
+            r#"bedrock_gateway_cost_usd_total{account="demo",model="demo/claude-sonnet",team="quickstart",user="dev@example.com"}"#,
+        ),
+        0.000081,
+    );
+}
