@@ -12,6 +12,17 @@ use serde::{Deserialize, Serialize};
 /// Current version of the rendered document; the proxy refuses other versions.
 pub const CONFIG_VERSION: u32 = 1;
 
+/// Data key of [`GatewayConfig`] (JSON) in ConfigMap `<release>-config`, and its file name in the
+/// proxy's `--config-dir`.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// Data key of [`Credentials`] (JSON) in Secret `<release>-credentials`, and its file name in the
+/// proxy's `--config-dir`.
+pub const CREDENTIALS_FILE: &str = "credentials.json";
+
+/// Annotation on both objects carrying the hash of the rendered content.
+pub const CONFIG_HASH_ANNOTATION: &str = "bedrockgateway.io/config-hash";
+
 /// The pair `render` produces: the public config and the secrets beside it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Rendered {
@@ -187,7 +198,13 @@ pub struct Model {
     /// Private price overrides (USD).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<Cost>,
+    /// Cohere `input_type` for embedding requests that send none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_input_type: Option<EmbeddingInputType>,
 }
+
+/// Cohere Embed `input_type` values: the CRD's enum as is.
+pub type EmbeddingInputType = crate::crd::model::EmbeddingInputType;
 
 /// Private prices of a model, overriding the built-in table (USD): the CRD's shape as is.
 pub type Cost = crate::crd::model::CostSpec;

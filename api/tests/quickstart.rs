@@ -14,7 +14,24 @@ fn quickstart_renders_without_problems() {
     assert_eq!(config.accounts["demo"].auth, AccountAuth::AccessKey);
     assert_eq!(config.accounts["demo"].endpoints.runtime, "http://127.0.0.1:9090");
     let served: Vec<&str> = config.models.keys().map(String::as_str).collect();
-    assert_eq!(served, ["demo/claude-sonnet", "demo/nova-lite", "demo/team-profile"]);
+    assert_eq!(
+        served,
+        [
+            "demo/claude-sonnet",
+            "demo/cohere-embed",
+            "demo/nova-canvas",
+            "demo/nova-lite",
+            "demo/sd35",
+            "demo/team-profile",
+            "demo/titan-embed-v2"
+        ]
+    );
+    assert_eq!(config.models["demo/titan-embed-v2"].kind, ModelKind::Embedding);
+    assert_eq!(config.models["demo/nova-canvas"].kind, ModelKind::Image);
+    assert_eq!(
+        config.models["demo/cohere-embed"].embedding_input_type,
+        Some(api::config::EmbeddingInputType::SearchDocument)
+    );
     assert_eq!(config.models["demo/claude-sonnet"].region, "us-west-2");
     assert_eq!(config.models["demo/nova-lite"].region, "us-east-1");
     assert_eq!(config.models["demo/nova-lite"].kind, ModelKind::Chat);

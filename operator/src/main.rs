@@ -1,5 +1,6 @@
 //! `bedrock-gateway-operator`: generates the CRDs (`crdgen`) and renders manifests offline (`render`).
 
+mod config_files;
 mod crdgen;
 mod render;
 
@@ -30,12 +31,15 @@ enum Command {
         /// Directory of *.yaml, *.yml and *.json manifests (Secrets included).
         #[arg(short = 'f', long = "filename", value_name = "DIR")]
         dir: PathBuf,
+        /// Also write config.json and credentials.json here, as the proxy's --config-dir reads them.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Crdgen { out_dir } => crdgen::run(out_dir.as_deref()),
-        Command::Render { dir } => render::run(&dir),
+        Command::Render { dir, out_dir } => render::run(&dir, out_dir.as_deref()),
     }
 }

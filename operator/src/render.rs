@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use api::Manifests;
 
-/// Loads and renders `dir`: config YAML on stdout, a summary (or every problem) on stderr.
-pub fn run(dir: &Path) -> ExitCode {
+/// Loads and renders `dir`: config YAML on stdout, a summary (or every problem) on stderr; with
+/// `out_dir`, also the proxy's `config.json` and `credentials.json` there.
+pub fn run(dir: &Path, out_dir: Option<&Path>) -> ExitCode {
     let rendered = Manifests::load_dir(dir).and_then(|manifests| {
         for skipped in &manifests.skipped {
             eprintln!("skipped {skipped}: not a bedrock-gateway object or Secret");
@@ -23,6 +24,12 @@ pub fn run(dir: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(out_dir) = out_dir
+        && let Err(e) = crate::config_files::write(&rendered, out_dir)
+    {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     // Through JSON so enums print as `team: x` like the JSON form, not as YAML `!team` tags.
     let yaml = match serde_json::to_value(&rendered.config)
         .map_err(|e| e.to_string())

@@ -21,7 +21,7 @@ fn quickstart_renders_config_without_secrets() {
     assert!(stdout.contains("- team: quickstart"), "{stdout}");
     assert_eq!(
         stderr,
-        "rendered 1 account(s), 3 model(s), 1 policy(ies); credentials: 1 account secret(s), 1 API key(s) \
+        "rendered 1 account(s), 7 model(s), 1 policy(ies); credentials: 1 account secret(s), 1 API key(s) \
          (values not shown)\n"
     );
     for secret in ["sk-bgw-quickstart", "AKIASIMULATOR0000001", "bedrock-sim-secret-access-key"] {

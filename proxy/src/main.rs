@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser};
 use proxy::auth::oidc::{OidcConfig, OidcVerifier, REFRESH_EVERY};
 use proxy::auth::tokenreview::{TokenReviewConfig, TokenReviewer};
-use proxy::config::{ConfigStore, ManifestDir};
+use proxy::config::{ConfigDir, ConfigStore, KubeSource, ManifestDir, Publisher, Source};
 use proxy::limits::Limiter;
 use proxy::metrics::Metrics;
-use proxy::server::{App, serve};
+use proxy::server::{App, serve, serve_ops};
 use proxy::snapshot::SimulatorOverride;
 use proxy::usage::Recorder;
 use tokio::net::TcpListener;
@@ -20,16 +20,21 @@ use tokio::net::TcpListener;
 #[derive(Parser, Debug)]
 #[command(name = "bedrock-gateway-proxy", version, about = "OpenAI API on top of AWS Bedrock")]
 struct Cli {
-    /// Folder of BedrockAccount, BedrockModel, AccessPolicy and Secret manifests, reloaded on change.
-    #[arg(long, env = "BGW_MANIFESTS")]
-    manifests: PathBuf,
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Namespace of --kube-configmap and --kube-secret (default: the pod's own namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    kube_namespace: Option<String>,
     /// Address to serve the API on.
     #[arg(long, env = "BGW_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve /metrics, /healthz and /readyz on this separate address; /metrics then leaves the API listener.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Serve every account from the built-in Bedrock simulator instead of AWS.
     #[arg(long)]
     simulator: bool,
-    /// How often the manifests folder is checked for changes, in milliseconds.
+    /// How often --manifests or --config-dir is checked for changes, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     reload_interval_ms: u64,
     /// Largest request body accepted, in bytes.
@@ -38,6 +43,13 @@ struct Cli {
     /// Seconds open requests may take to finish after SIGTERM.
     #[arg(long, default_value_t = 30)]
     shutdown_grace_seconds: u64,
+    /// Serve the web playground at /playground (`--playground false` turns it off).
+    #[arg(long, env = "BGW_PLAYGROUND", default_value_t = true, action = clap::ArgAction::Set)]
+    playground: bool,
+    /// Let chat requests make the gateway fetch images from loopback, link-local and private
+    /// addresses (refused by default: SSRF guard).
+    #[arg(long, env = "BGW_ALLOW_PRIVATE_IMAGE_URLS")]
+    allow_private_image_urls: bool,
     /// Log format.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -82,10 +94,31 @@ struct Cli {
     oidc_ca_file: Option<PathBuf>,
 }
 
+/// Where the config comes from: exactly one of --manifests, --config-dir, or --kube-configmap
+/// with --kube-secret (which may add --config-dir as the fallback while the API is unreachable).
+#[derive(Args, Debug)]
+#[group(required = true, multiple = true)]
+struct SourceArgs {
+    /// Folder of BedrockAccount, BedrockModel, AccessPolicy and Secret manifests, rendered here and reloaded on change.
+    #[arg(long, env = "BGW_MANIFESTS", value_name = "DIR", conflicts_with_all = ["config_dir", "kube_configmap", "kube_secret"])]
+    manifests: Option<PathBuf>,
+    /// Folder holding the operator's config.json and credentials.json (e.g. the ConfigMap and Secret as one projected volume), reloaded on change.
+    #[arg(long, value_name = "DIR")]
+    config_dir: Option<PathBuf>,
+    /// Watch this ConfigMap (key config.json) through the Kubernetes API.
+    #[arg(long, value_name = "NAME", requires = "kube_secret")]
+    kube_configmap: Option<String>,
+    /// Watch this Secret (key credentials.json) through the Kubernetes API.
+    #[arg(long, value_name = "NAME", requires = "kube_configmap")]
+    kube_secret: Option<String>,
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
+    // One TLS provider for every client in the process (Bedrock upstream, Kubernetes API).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -109,61 +142,99 @@ async fn run(cli: Cli) -> Result<(), String> {
     } else {
         None
     };
-    let source = ManifestDir::new(&cli.manifests, sim.as_ref().map(|h| SimulatorOverride { url: h.url() }));
+    let source = source(&cli).await?;
     let metrics = Metrics::with_user_label(cli.metrics_user_label);
     let limiter = match &cli.redis_url {
         Some(url) => Limiter::redis(url, !cli.limits_fail_closed)?,
         None => Limiter::local(),
     };
     let store = Arc::new(ConfigStore::default());
-    match source.load(1) {
-        Ok(snapshot) => {
-            tracing::info!(models = snapshot.routes.len(), "config loaded");
-            store.publish(snapshot);
-            metrics.config_reloads.with_label_values(&["success"]).inc();
-            metrics.config_generation.set(1);
-        }
-        // Start anyway and keep watching: /readyz stays 503 until the folder renders.
-        Err(problems) => {
-            tracing::error!(%problems, "config not loaded; /readyz answers 503 until the manifests are fixed");
-            metrics.config_reloads.with_label_values(&["failure"]).inc();
-        }
-    }
-    tokio::spawn(source.watch(store.clone(), metrics.clone(), Duration::from_millis(cli.reload_interval_ms)));
+    let publisher = Publisher::new(
+        store.clone(),
+        metrics.clone(),
+        sim.as_ref().map(|h| SimulatorOverride { url: h.url() }),
+    );
+    // Until the first config loads, /readyz answers 503.
+    tokio::spawn(source.run(publisher));
     let listener =
         TcpListener::bind(cli.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, "bedrock-gateway-proxy listening");
-    println!("bedrock-gateway-proxy listening on http://{addr}");
-    let mut app = App::new(store, metrics, cli.max_body_bytes);
+    let mut app = App::new(store, metrics, cli.max_body_bytes)
+        .allowing_private_image_urls(cli.allow_private_image_urls)
+        .serving_playground(cli.playground);
+    app.metrics_on_api = cli.metrics_listen.is_none();
     app.usage = Recorder::new(app.metrics.clone(), limiter);
     if cli.service_account_tokens {
-        let config = match cli.kube_api_url {
+        let config = match cli.kube_api_url.clone() {
             Some(api_url) => TokenReviewConfig {
                 api_url,
-                token_file: cli.kube_token_file,
-                ca_file: cli.kube_ca_file,
-                audience: cli.token_audience,
+                token_file: cli.kube_token_file.clone(),
+                ca_file: cli.kube_ca_file.clone(),
+                audience: cli.token_audience.clone(),
             },
             None => TokenReviewConfig::in_cluster(&cli.token_audience)
                 .ok_or("--service-account-tokens outside a cluster needs --kube-api-url")?,
         };
         app.auth.token_review = Some(TokenReviewer::new(config)?);
     }
-    if let Some(issuer) = cli.oidc_issuer {
+    if let Some(issuer) = cli.oidc_issuer.clone() {
         app.auth.oidc = Some(OidcVerifier::new(OidcConfig {
             issuer,
-            audience: cli.oidc_audience,
-            user_claim: cli.oidc_user_claim,
-            teams_claim: cli.oidc_teams_claim,
-            ca_file: cli.oidc_ca_file,
+            audience: cli.oidc_audience.clone(),
+            user_claim: cli.oidc_user_claim.clone(),
+            teams_claim: cli.oidc_teams_claim.clone(),
+            ca_file: cli.oidc_ca_file.clone(),
             min_refresh_interval: REFRESH_EVERY,
         })?);
     }
     let app = Arc::new(app);
+    if let Some(ops) = cli.metrics_listen {
+        let ops_listener =
+            TcpListener::bind(ops).await.map_err(|e| format!("cannot listen on {ops}: {e}"))?;
+        let ops = ops_listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%ops, "metrics and probes listening");
+        println!("bedrock-gateway-proxy metrics on http://{ops}");
+        tokio::spawn(serve_ops(ops_listener, app.clone()));
+    }
+    tracing::info!(%addr, "bedrock-gateway-proxy listening");
+    println!("bedrock-gateway-proxy listening on http://{addr}");
     serve(listener, app, shutdown_signal(), Duration::from_secs(cli.shutdown_grace_seconds)).await;
     drop(sim);
     Ok(())
+}
+
+/// The config source the flags select.
+async fn source(cli: &Cli) -> Result<Source, String> {
+    let interval = Duration::from_millis(cli.reload_interval_ms);
+    let args = &cli.source;
+    let config_dir = args.config_dir.as_ref().map(|dir| ConfigDir::new(dir, interval));
+    if let Some(dir) = &args.manifests {
+        return Ok(Source::Manifests(ManifestDir::new(dir, interval)));
+    }
+    let (Some(configmap), Some(secret)) = (&args.kube_configmap, &args.kube_secret) else {
+        return config_dir.map(Source::Files).ok_or_else(|| "no config source given".to_owned());
+    };
+    let config = match kube::Config::infer().await {
+        Ok(config) => config,
+        Err(e) => {
+            let Some(dir) = config_dir else {
+                return Err(format!(
+                    "cannot find the Kubernetes API ({e}): run in a pod, set KUBECONFIG, or add --config-dir as a fallback"
+                ));
+            };
+            tracing::warn!(error = %e, "cannot find the Kubernetes API; serving --config-dir only");
+            return Ok(Source::Files(dir));
+        }
+    };
+    let namespace = cli.kube_namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+    let client =
+        kube::Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))?;
+    tracing::info!(%namespace, %configmap, %secret, "following the operator's config through the Kubernetes API");
+    let kube = KubeSource::new(client, namespace, configmap, secret);
+    Ok(Source::Kubernetes(match config_dir {
+        Some(dir) => kube.with_fallback(dir),
+        None => kube,
+    }))
 }
 
 async fn shutdown_signal() {

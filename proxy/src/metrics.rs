@@ -33,6 +33,11 @@ pub struct Metrics {
     /// Requests refused by a usage limit, by model and limit (`requests`, `tokens`, `budget`).
     pub rate_limited: IntCounterVec,
     /// Config loads by result (`success`, `failure`).
+    /// `cache_control` marks left out because the model does not cache there, by model.
+    pub cache_points_dropped: IntCounterVec,
+    /// Images returned, by model.
+    pub images: IntCounterVec,
+    /// Config loads by result (`success`, `error`).
     pub config_reloads: IntCounterVec,
     /// Generation of the config being served.
     pub config_generation: IntGauge,
@@ -98,6 +103,14 @@ impl Metrics {
             &["model"],
         )
         .expect("valid metric");
+        let cache_points_dropped = IntCounterVec::new(
+            Opts::new(
+                "bedrock_gateway_cache_points_dropped_total",
+                "cache_control marks left out because the model does not cache there, by model.",
+            ),
+            &["model"],
+        )
+        .expect("valid metric");
         let time_to_first_token = HistogramVec::new(
             HistogramOpts::new(
                 "bedrock_gateway_time_to_first_token_seconds",
@@ -124,6 +137,11 @@ impl Metrics {
             &["model", "limit"],
         )
         .expect("valid metric");
+        let images = IntCounterVec::new(
+            Opts::new("bedrock_gateway_images_total", "Images returned, by model."),
+            &["model"],
+        )
+        .expect("valid metric");
         let config_reloads = IntCounterVec::new(
             Opts::new("bedrock_gateway_config_reloads_total", "Config loads, by result."),
             &["result"],
@@ -142,6 +160,8 @@ impl Metrics {
             Box::new(time_to_first_token.clone()),
             Box::new(time_per_output_token.clone()),
             Box::new(rate_limited.clone()),
+            Box::new(cache_points_dropped.clone()),
+            Box::new(images.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_generation.clone()),
         ] {
@@ -159,6 +179,8 @@ impl Metrics {
             time_to_first_token,
             time_per_output_token,
             rate_limited,
+            cache_points_dropped,
+            images,
             config_reloads,
             config_generation,
         }

@@ -21,6 +21,8 @@ pub struct Route {
     pub converse: Target,
     /// ConverseStream target.
     pub converse_stream: Target,
+    /// InvokeModel target (embedding and image models).
+    pub invoke: Target,
     /// How the account signs.
     pub signer: Signer,
 }
@@ -73,14 +75,15 @@ impl Snapshot {
             let targets = (
                 Target::model_operation(&runtime, &model.model_id, "converse", &model.region),
                 Target::model_operation(&runtime, &model.model_id, "converse-stream", &model.region),
+                Target::model_operation(&runtime, &model.model_id, "invoke", &model.region),
             );
-            let (Some(converse), Some(converse_stream)) = targets else {
+            let (Some(converse), Some(converse_stream), Some(invoke)) = targets else {
                 tracing::error!(model = %name, endpoint = %runtime, "runtime endpoint is not a valid URL; model not served");
                 continue;
             };
             routes.insert(
                 name.clone(),
-                Arc::new(Route { model: model.clone(), converse, converse_stream, signer }),
+                Arc::new(Route { model: model.clone(), converse, converse_stream, invoke, signer }),
             );
         }
         let callers = credentials.api_keys.into_iter().map(|(hash, id)| (hash, subject_of(id))).collect();

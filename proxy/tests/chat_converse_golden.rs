@@ -2,6 +2,8 @@
 //!
 //! Each folder under `tests/golden/chat_converse/` is one case:
 //! - `openai_request.json`: the caller's body (input);
+//! - `model_id.txt` (optional): the Bedrock model id the served model maps to, which picks the
+//!   family's capabilities; [`DEFAULT_MODEL_ID`] when absent;
 //! - `converse_request.json`: the expected Converse body, or `error.json` (`{"status", "body"}`)
 //!   when the request must be refused;
 //! - `converse_response.json` (input) and `openai_response.json` (expected), for non-stream cases;
@@ -13,6 +15,8 @@
 //! `UPDATE_GOLDEN=1 cargo test -p bedrock-gateway-proxy --test chat_converse_golden` rewrites the
 //! expected files from the current output; review the diff before committing.
 
+mod golden_support;
+
 use std::fs;
 use std::path::Path;
 
@@ -20,16 +24,17 @@ use aws_smithy_eventstream::frame::write_message_to;
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use aws_smithy_types::str_bytes::StrBytes;
 use bytes::BytesMut;
+use golden_support::{check_bytes, check_json, error_value};
 use proxy::bedrock::converse::ConverseResponse;
 use proxy::bedrock::eventstream::EventStreamDecoder;
-use proxy::error::ApiError;
 use proxy::openai::chat::parse_chat_request;
-use proxy::translate::chat_converse::{ChatStream, chat_completion, converse_request};
+use proxy::translate::chat_converse::{ChatStream, ReplyContext, chat_completion, converse_request};
 use proxy::translate::{ResponseMeta, StreamStep, StreamTranslator};
-use serde::Serialize;
 use serde_json::{Value, json};
 
 const ID: &str = "chatcmpl-golden";
+/// The Bedrock model of cases without `model_id.txt`.
+const DEFAULT_MODEL_ID: &str = "us.anthropic.claude-3-7-sonnet-20250219-v1:0";
 const CREATED: u64 = 1_700_000_000;
 
 #[test]
@@ -42,7 +47,7 @@ fn chat_converse_golden() {
         .filter(|path| path.is_dir())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 12, "expected the golden cases under {}", root.display());
+    assert!(cases.len() >= 50, "expected the golden cases under {}", root.display());
     let failures: Vec<String> = cases
         .iter()
         .filter_map(|case| run_case(case, update).err().map(|e| format!("{}: {e}", case.display())))
@@ -56,14 +61,17 @@ fn run_case(dir: &Path, update: bool) -> Result<(), String> {
         Ok(req) => req,
         Err(err) => return check_json(dir, "error.json", &error_value(&err), update),
     };
-    let converse = match converse_request(&req) {
-        Ok(converse) => converse,
+    let model_id = fs::read_to_string(dir.join("model_id.txt"))
+        .map_or(DEFAULT_MODEL_ID.to_owned(), |s| s.trim().to_owned());
+    let translation = match converse_request(&req, &model_id) {
+        Ok(translation) => translation,
         Err(err) => return check_json(dir, "error.json", &error_value(&err), update),
     };
     if dir.join("error.json").exists() {
         return Err("error.json is present but the request was accepted".into());
     }
-    check_json(dir, "converse_request.json", &converse, update)?;
+    check_json(dir, "converse_request.json", &translation.body, update)?;
+    let ctx = translation.reply;
     let meta = ResponseMeta { id: ID.into(), created: CREATED, model: req.model.clone() };
 
     let response_path = dir.join("converse_response.json");
@@ -71,21 +79,26 @@ fn run_case(dir: &Path, update: bool) -> Result<(), String> {
         let raw = fs::read(&response_path).unwrap();
         let resp: ConverseResponse =
             serde_json::from_slice(&raw).map_err(|e| format!("converse_response.json: {e}"))?;
-        let completion = chat_completion(resp, &meta);
+        let completion = chat_completion(resp, &meta, &ctx);
         check_json(dir, "openai_response.json", &completion, update)?;
     }
 
     let stream_path = dir.join("converse_stream.jsonl");
     if stream_path.exists() {
         let lines = fs::read_to_string(&stream_path).unwrap();
-        let out = run_stream(&lines, meta, req.stream_options.include_usage)?;
+        let out = run_stream(&lines, meta, req.stream_options.include_usage, ctx)?;
         check_bytes(dir, "openai_stream.txt", &out, update)?;
     }
     Ok(())
 }
 
 /// Encodes the jsonl lines as frames, feeds them in 7-byte pieces and translates them.
-fn run_stream(lines: &str, meta: ResponseMeta, include_usage: bool) -> Result<Vec<u8>, String> {
+fn run_stream(
+    lines: &str,
+    meta: ResponseMeta,
+    include_usage: bool,
+    ctx: ReplyContext,
+) -> Result<Vec<u8>, String> {
     let mut wire = Vec::new();
     let mut count = 0;
     for line in lines.lines().filter(|l| !l.trim().is_empty()) {
@@ -94,7 +107,7 @@ fn run_stream(lines: &str, meta: ResponseMeta, include_usage: bool) -> Result<Ve
         count += 1;
     }
     let mut decoder = EventStreamDecoder::new();
-    let mut translator = ChatStream::new(meta, include_usage);
+    let mut translator = ChatStream::new(meta, include_usage, ctx);
     let mut out = BytesMut::new();
     let mut seen = 0;
     let mut ended = false;
@@ -141,51 +154,5 @@ fn frame(line: &Value) -> Message {
             .add_header(header(":error-code", &text("error")))
             .add_header(header(":error-message", &text("message")))
             .add_header(header(":message-type", "error"))
-    }
-}
-
-fn error_value(err: &ApiError) -> Value {
-    let body: Value = serde_json::from_slice(&err.to_json()).unwrap();
-    json!({"status": err.status.as_u16(), "body": body})
-}
-
-/// Compares what `actual` puts on the wire (so an `f32` reads as its shortest decimal form)
-/// with the expected file, as JSON values; updates write it in field order.
-fn check_json(dir: &Path, name: &str, actual: &impl Serialize, update: bool) -> Result<(), String> {
-    let path = dir.join(name);
-    if update {
-        fs::write(&path, format!("{}\n", serde_json::to_string_pretty(actual).unwrap())).unwrap();
-        return Ok(());
-    }
-    let actual: Value = serde_json::from_slice(&serde_json::to_vec(actual).unwrap()).unwrap();
-    let raw = fs::read(&path).map_err(|e| format!("{name}: {e} (run with UPDATE_GOLDEN=1 to create it)"))?;
-    let expected: Value = serde_json::from_slice(&raw).map_err(|e| format!("{name}: {e}"))?;
-    if expected == actual {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name} differs\n--- expected\n{}\n--- actual\n{}",
-            serde_json::to_string_pretty(&expected).unwrap(),
-            serde_json::to_string_pretty(&actual).unwrap()
-        ))
-    }
-}
-
-fn check_bytes(dir: &Path, name: &str, actual: &[u8], update: bool) -> Result<(), String> {
-    let path = dir.join(name);
-    if update {
-        fs::write(&path, actual).unwrap();
-        return Ok(());
-    }
-    let expected =
-        fs::read(&path).map_err(|e| format!("{name}: {e} (run with UPDATE_GOLDEN=1 to create it)"))?;
-    if expected == actual {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name} differs\n--- expected\n{}\n--- actual\n{}",
-            String::from_utf8_lossy(&expected),
-            String::from_utf8_lossy(actual)
-        ))
     }
 }

@@ -143,7 +143,18 @@ async fn models_are_listed_per_caller_and_reloaded() {
     assert_eq!(r.status, StatusCode::OK);
     let ids: Vec<_> =
         r.json()["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(ids, ["demo/claude-sonnet", "demo/nova-lite", "demo/team-profile"]);
+    assert_eq!(
+        ids,
+        [
+            "demo/claude-sonnet",
+            "demo/cohere-embed",
+            "demo/nova-canvas",
+            "demo/nova-lite",
+            "demo/sd35",
+            "demo/team-profile",
+            "demo/titan-embed-v2"
+        ]
+    );
 
     // A model added to the folder is served without a restart; a broken file changes nothing.
     std::fs::write(
@@ -166,7 +177,7 @@ async fn models_are_listed_per_caller_and_reloaded() {
     let r = h.chat(hello("demo/llama")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let metrics = h.call(Method::GET, "/metrics", None, None).await.text();
-    assert!(metrics.contains("bedrock_gateway_config_reloads_total{result=\"failure\"} 1"), "{metrics}");
+    assert!(metrics.contains("bedrock_gateway_config_reloads_total{result=\"error\"} 1"), "{metrics}");
 }
 
 #[tokio::test]

@@ -5,8 +5,10 @@ use bytes::{Bytes, BytesMut};
 use proxy::bedrock::eventstream::StreamFrame;
 use proxy::error::ApiError;
 use proxy::openai::chat::{PromptTokensDetails, Usage, parse_chat_request};
-use proxy::translate::chat_converse::{ChatStream, converse_request};
+use proxy::translate::chat_converse::{ChatStream, ReplyContext, converse_request};
 use proxy::translate::{ResponseMeta, StreamStep, StreamTranslator};
+
+const MODEL_ID: &str = "amazon.nova-lite-v1:0";
 
 fn meta() -> ResponseMeta {
     ResponseMeta { id: "chatcmpl-1".into(), created: 1, model: "a/m".into() }
@@ -32,7 +34,7 @@ fn a_conversation_without_text_is_refused() {
             {"role": "system", "content": "s"}, {"role": "user", "content": " \n"}]}"#,
     )
     .unwrap();
-    let err = converse_request(&req).unwrap_err();
+    let err = converse_request(&req, MODEL_ID).unwrap_err();
     assert_eq!(
         (err.status.as_u16(), err.message.as_str(), err.param.as_deref()),
         (400, "`messages` must contain at least one user message with non-blank text.", Some("messages"))
@@ -46,13 +48,13 @@ fn a_blank_assistant_turn_before_the_first_user_turn_is_dropped_not_refused() {
             {"role": "assistant", "content": ""}, {"role": "user", "content": "hi"}]}"#,
     )
     .unwrap();
-    let body = serde_json::to_string(&converse_request(&req).unwrap()).unwrap();
+    let body = serde_json::to_string(&converse_request(&req, MODEL_ID).unwrap().body).unwrap();
     assert_eq!(body, r#"{"messages":[{"role":"user","content":[{"text":"hi"}]}]}"#);
 }
 
 #[test]
 fn abort_writes_one_error_event_and_ends_the_stream() {
-    let mut stream = ChatStream::new(meta(), false);
+    let mut stream = ChatStream::new(meta(), false, ReplyContext::default());
     let mut out = BytesMut::new();
     assert_eq!(
         stream.on_frame(event("messageStart", r#"{"role":"assistant"}"#), &mut out),
@@ -80,7 +82,7 @@ fn abort_writes_one_error_event_and_ends_the_stream() {
 
 #[test]
 fn an_undecodable_event_fails_the_stream() {
-    let mut stream = ChatStream::new(meta(), true);
+    let mut stream = ChatStream::new(meta(), true, ReplyContext::default());
     let mut out = BytesMut::new();
     let step = stream.on_frame(event("contentBlockDelta", r#"{"contentBlockIndex":"zero"}"#), &mut out);
     let StreamStep::Failed(err) = step else { panic!("expected Failed, got {step:?}") };
@@ -95,7 +97,7 @@ fn an_undecodable_event_fails_the_stream() {
 
 #[test]
 fn unknown_events_are_skipped_and_metadata_alone_still_ends_cleanly() {
-    let mut stream = ChatStream::new(meta(), false);
+    let mut stream = ChatStream::new(meta(), false, ReplyContext::default());
     let mut out = BytesMut::new();
     assert_eq!(stream.on_frame(event("futureEvent", "not even json"), &mut out), StreamStep::Continue);
     assert!(out.is_empty());

@@ -1,4 +1,4 @@
-//! The event-stream decoder against the vectors of `shared/reference/eventstream_vectors.py`
+//! The event-stream decoder against the vectors of `reference/eventstream_vectors.py`
 //! (copied to `tests/golden/eventstream/vectors.hex`, one frame per line), split anywhere.
 
 use aws_smithy_eventstream::frame::write_message_to;

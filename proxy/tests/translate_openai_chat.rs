@@ -2,7 +2,8 @@
 
 use http::StatusCode;
 use proxy::openai::chat::{
-    ChatCompletionRequest, ChatMessage, ContentPart, StreamOptions, parse_chat_request,
+    CacheTtl, ChatCompletionRequest, ChatMessage, ContentPart, ServiceTier, StreamOptions, ToolChoice,
+    parse_chat_request,
 };
 use serde_json::{Value, json};
 
@@ -227,22 +228,18 @@ fn out_of_range_sampling_values_are_refused() {
     );
     assert_eq!(
         refused(&with(json!({"n": 0}))),
-        ("Invalid value for `n`: it must be at least 1.".to_owned(), param("n"))
+        ("Invalid value for `n`: it must be between 1 and 8.".to_owned(), param("n"))
     );
 }
 
 #[test]
-fn fields_not_translated_yet_are_refused_by_name() {
+fn fields_bedrock_cannot_honour_are_refused_by_name() {
     for field in [
-        json!({"tools": [{"type": "function", "function": {"name": "f"}}]}),
-        json!({"tool_choice": "auto"}),
         json!({"functions": [{"name": "f"}]}),
         json!({"function_call": "auto"}),
-        json!({"response_format": {"type": "json_object"}}),
         json!({"logprobs": true}),
         json!({"top_logprobs": 2}),
         json!({"logit_bias": {"1": 2}}),
-        json!({"reasoning_effort": "low"}),
         json!({"modalities": ["text", "audio"]}),
         json!({"prediction": {"type": "content", "content": "x"}}),
         json!({"verbosity": "low"}),
@@ -250,26 +247,77 @@ fn fields_not_translated_yet_are_refused_by_name() {
         let name = field.as_object().unwrap().keys().next().unwrap().clone();
         assert_eq!(
             refused(&with(field)),
-            (format!("`{name}` is not supported yet by this gateway."), Some(name.clone())),
+            (
+                format!("`{name}` is not supported by this gateway: Bedrock has no equivalent."),
+                Some(name.clone())
+            ),
             "{name}"
         );
     }
     assert_eq!(
-        refused(&with(json!({"n": 2}))),
-        ("`n` greater than 1 is not supported yet by this gateway.".to_owned(), param("n"))
+        refused(&with(json!({"n": 2, "stream": true}))),
+        (
+            "`n` greater than 1 is not supported with `stream: true` by this gateway: Bedrock streams one \
+             choice per call."
+                .to_owned(),
+            param("n")
+        )
     );
+    assert_eq!(refused(&with(json!({"n": 9}))).1, param("n"));
+    assert_eq!(parse_chat_request(with(json!({"n": 3})).as_bytes()).unwrap().n, 3);
 }
 
 #[test]
-fn message_features_not_translated_yet_are_refused_by_path() {
+fn tools_and_tool_choice_are_checked() {
+    let tool = json!({"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}});
+    assert_eq!(
+        refused(&with(json!({"tools": [{"type": "web_search"}]}))),
+        (
+            "Invalid value for `tools[0].type`: `web_search`; only `function` tools are supported."
+                .to_owned(),
+            param("tools[0].type")
+        )
+    );
+    assert_eq!(
+        refused(&with(json!({"tools": [{"type": "function", "function": {"description": "d"}}]}))),
+        ("Missing required parameter: `tools[0].function.name`.".to_owned(), param("tools[0].function.name"))
+    );
+    assert_eq!(
+        refused(&with(
+            json!({"tools": [tool], "tool_choice": {"type": "function", "function": {"name": "g"}}})
+        )),
+        (
+            "Invalid value for `tool_choice.function.name`: `g` is not one of the `tools`.".to_owned(),
+            param("tool_choice.function.name")
+        )
+    );
+    assert_eq!(
+        refused(&with(json!({"tool_choice": "required"}))),
+        ("`tool_choice` requires `tools` to be set.".to_owned(), param("tool_choice"))
+    );
+    assert_eq!(refused(&with(json!({"tools": [tool], "tool_choice": "sometimes"}))).1, param("tool_choice"));
+    let req = parse_chat_request(with(json!({"tools": [tool], "tool_choice": "none"})).as_bytes()).unwrap();
+    assert_eq!(req.tool_choice, Some(ToolChoice::None));
+    assert_eq!(req.tools[0].name, "f");
+}
+
+#[test]
+fn message_features_are_checked_by_path() {
     assert_eq!(
         refused(
             r#"{"model": "m", "messages": [{"role": "user", "content": "hi"},
-                {"role": "tool", "tool_call_id": "t1", "content": "42"}]}"#
+                {"role": "tool", "content": "42"}]}"#
         ),
         (
-            "Messages with role `tool` (`messages[1]`) are not supported yet by this gateway.".to_owned(),
-            param("messages[1].role")
+            "Missing required parameter: `messages[1].tool_call_id`.".to_owned(),
+            param("messages[1].tool_call_id")
+        )
+    );
+    assert_eq!(
+        refused(r#"{"model": "m", "messages": [{"role": "user", "content": "hi", "tool_calls": []}]}"#),
+        (
+            "Invalid value for `messages[0].tool_calls`: only `assistant` messages carry it.".to_owned(),
+            param("messages[0].tool_calls")
         )
     );
     assert_eq!(
@@ -278,31 +326,43 @@ fn message_features_not_translated_yet_are_refused_by_path() {
                 {"role": "assistant", "content": null, "tool_calls": [{"id": "t1"}]}]}"#
         ),
         (
-            "`messages[1].tool_calls` is not supported yet by this gateway.".to_owned(),
-            param("messages[1].tool_calls")
+            "Missing required parameter: `messages[1].tool_calls[0].function`.".to_owned(),
+            param("messages[1].tool_calls[0].function")
         )
     );
     assert_eq!(
         refused(
-            r#"{"model": "m", "messages": [{"role": "user", "content": [
-                {"type": "text", "text": "what is this?"},
+            r#"{"model": "m", "messages": [{"role": "system", "content": [
                 {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}"#
         ),
         (
-            "Content parts of type `image_url` (`messages[0].content[1]`) are not supported yet by \
-             this gateway."
+            "Invalid value for `messages[0].content[0].type`: `image_url` parts are not accepted in this \
+             message's role."
                 .to_owned(),
-            param("messages[0].content[1].type")
+            param("messages[0].content[0].type")
         )
     );
     assert_eq!(
         refused(
             r#"{"model": "m", "messages": [{"role": "user", "content": [
-                {"type": "text", "text": "long", "cache_control": {"type": "ephemeral"}}]}]}"#
+                {"type": "text", "text": "long", "cache_control": {"type": "persistent"}}]}]}"#
         ),
         (
-            "`messages[0].content[0].cache_control` is not supported yet by this gateway.".to_owned(),
-            param("messages[0].content[0].cache_control")
+            "Invalid value for `messages[0].content[0].cache_control.type`: the only cache type is `ephemeral`."
+                .to_owned(),
+            param("messages[0].content[0].cache_control.type")
+        )
+    );
+    assert_eq!(
+        refused(
+            r#"{"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "file", "file": {"file_id": "file-1"}}]}]}"#
+        ),
+        (
+            "`messages[0].content[0].file.file_id` is not supported by this gateway: send the content in \
+             `file_data`."
+                .to_owned(),
+            param("messages[0].content[0].file.file_id")
         )
     );
     assert_eq!(
@@ -317,11 +377,44 @@ fn message_features_not_translated_yet_are_refused_by_path() {
 }
 
 #[test]
-fn unknown_fields_are_refused() {
+fn cache_control_becomes_a_cache_point_after_its_part() {
+    let req = parse_chat_request(
+        br#"{"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "doc", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+            {"type": "text", "text": "q"}]}]}"#,
+    )
+    .unwrap();
     assert_eq!(
-        refused(&with(json!({"temprature": 0.5}))),
-        ("Unrecognized request argument supplied: `temprature`.".to_owned(), param("temprature"))
+        req.messages,
+        vec![ChatMessage::User {
+            content: vec![
+                ContentPart::Text("doc".into()),
+                ContentPart::CachePoint(CacheTtl::OneHour),
+                ContentPart::Text("q".into())
+            ]
+        }]
     );
+}
+
+#[test]
+fn unknown_top_level_fields_join_additional_model_request_fields() {
+    // `extra_body={"top_k": ...}`-style parameters reach Bedrock; the explicit object wins a clash.
+    let body = with(json!({
+        "anthropic_beta": ["context-1m"],
+        "guardrail_hint": "x",
+        "additional_model_request_fields": {"guardrail_hint": "explicit"},
+        "store": true,
+        "audio_tag": null
+    }));
+    let request = parse_chat_request(body.as_bytes()).expect("accepted");
+    assert_eq!(
+        Value::Object(request.additional_model_request_fields),
+        json!({"anthropic_beta": ["context-1m"], "guardrail_hint": "explicit"})
+    );
+}
+
+#[test]
+fn unknown_message_fields_are_refused() {
     assert_eq!(
         refused(r#"{"model": "m", "messages": [{"role": "user", "content": "hi", "mood": "happy"}]}"#),
         ("Unrecognized request argument supplied: `messages[0].mood`.".to_owned(), param("messages[0].mood"))
@@ -331,7 +424,7 @@ fn unknown_fields_are_refused() {
 #[test]
 fn harmless_fields_and_nulls_are_accepted() {
     let body = with(json!({
-        "user": "user-1", "metadata": {"k": "v"}, "seed": 42, "presence_penalty": 0.5,
+        "user": "user-1", "seed": 42, "presence_penalty": 0.5,
         "frequency_penalty": 0.1, "parallel_tool_calls": true, "store": false, "service_tier": "auto",
         "prompt_cache_key": "k", "safety_identifier": "s", "n": 1, "logprobs": false,
         "tools": null, "tool_choice": null, "response_format": null, "max_tokens": null,
@@ -350,6 +443,12 @@ fn harmless_fields_and_nulls_are_accepted() {
             stream: false,
             stream_options: StreamOptions { include_usage: true },
             user: Some("user-1".into()),
+            n: 1,
+            service_tier: Some(ServiceTier::Auto),
+            seed: Some(42),
+            frequency_penalty: Some(0.1),
+            presence_penalty: Some(0.5),
+            ..Default::default()
         }
     );
 }
@@ -378,8 +477,8 @@ fn a_full_request_parses_into_the_typed_form() {
                 ChatMessage::User {
                     content: vec![ContentPart::Text("a".into()), ContentPart::Text("b".into())]
                 },
-                ChatMessage::Assistant { content: vec![] },
-                ChatMessage::Assistant { content: text("c") },
+                ChatMessage::Assistant { content: vec![], tool_calls: vec![], thinking: vec![] },
+                ChatMessage::Assistant { content: text("c"), tool_calls: vec![], thinking: vec![] },
             ],
             max_tokens: Some(50),
             temperature: Some(0.7),
@@ -387,7 +486,8 @@ fn a_full_request_parses_into_the_typed_form() {
             stop: vec!["END".into()],
             stream: true,
             stream_options: StreamOptions { include_usage: false },
-            user: None,
+            n: 1,
+            ..Default::default()
         }
     );
 }

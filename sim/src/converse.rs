@@ -1,6 +1,7 @@
 //! Converse (non-streaming) response bodies and the usage/metrics shapes shared with the stream.
 
 use serde::Serialize;
+use serde_json::{Value, json};
 
 use crate::reply::Reply;
 
@@ -11,12 +12,23 @@ pub(crate) struct Usage {
     input_tokens: u64,
     output_tokens: u64,
     total_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_write_input_tokens: Option<u64>,
 }
 
 impl Usage {
-    /// Usage with `totalTokens = input + output`.
-    pub fn new(input_tokens: u64, output_tokens: u64) -> Self {
-        Self { input_tokens, output_tokens, total_tokens: input_tokens + output_tokens }
+    /// The usage of `reply`; `totalTokens` counts cache reads and writes too, as Bedrock's does.
+    pub fn of(reply: &Reply) -> Self {
+        let cached = reply.cache.map_or(0, |c| c.read + c.write);
+        Self {
+            input_tokens: reply.input_tokens,
+            output_tokens: reply.output_tokens,
+            total_tokens: reply.input_tokens + reply.output_tokens + cached,
+            cache_read_input_tokens: reply.cache.map(|c| c.read),
+            cache_write_input_tokens: reply.cache.map(|c| c.write),
+        }
     }
 }
 
@@ -28,15 +40,31 @@ pub(crate) struct Metrics {
     pub latency_ms: u64,
 }
 
-#[derive(Serialize)]
-struct TextBlock<'a> {
-    text: &'a str,
+/// The content blocks of `reply`, in order: thinking, redacted thinking, text, tool calls. The
+/// text block is left out when empty beside other blocks, as Bedrock does.
+pub(crate) fn content_blocks(reply: &Reply) -> Vec<Value> {
+    let mut blocks = Vec::with_capacity(3 + reply.tool_calls.len());
+    if let Some(text) = &reply.reasoning {
+        blocks.push(json!({"reasoningContent": {"reasoningText": {
+            "text": text, "signature": crate::request::thinking_signature(text)
+        }}}));
+    }
+    if let Some(data) = &reply.redacted {
+        blocks.push(json!({"reasoningContent": {"redactedContent": data}}));
+    }
+    if !reply.text.is_empty() || (blocks.is_empty() && reply.tool_calls.is_empty()) {
+        blocks.push(json!({"text": reply.text}));
+    }
+    for call in &reply.tool_calls {
+        blocks.push(json!({"toolUse": {"toolUseId": call.id, "name": call.name, "input": call.input}}));
+    }
+    blocks
 }
 
 #[derive(Serialize)]
 struct OutputMessage<'a> {
     role: &'a str,
-    content: [TextBlock<'a>; 1],
+    content: Vec<Value>,
 }
 
 #[derive(Serialize)]
@@ -44,6 +72,7 @@ struct Output<'a> {
     message: OutputMessage<'a>,
 }
 
+// Members in the order Bedrock writes them.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ConverseResponse<'a> {
@@ -56,11 +85,9 @@ struct ConverseResponse<'a> {
 /// The ConverseResponse JSON for `reply`; `latency_ms` is the simulated model latency.
 pub(crate) fn response_body(reply: &Reply, latency_ms: u64) -> Vec<u8> {
     let response = ConverseResponse {
-        output: Output {
-            message: OutputMessage { role: "assistant", content: [TextBlock { text: &reply.text }] },
-        },
+        output: Output { message: OutputMessage { role: "assistant", content: content_blocks(reply) } },
         stop_reason: reply.stop_reason,
-        usage: Usage::new(reply.input_tokens, reply.output_tokens),
+        usage: Usage::of(reply),
         metrics: Metrics { latency_ms },
     };
     serde_json::to_vec(&response).unwrap_or_default()
@@ -69,14 +96,47 @@ pub(crate) fn response_body(reply: &Reply, latency_ms: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::CacheUse;
+    use crate::reply::ToolCall;
 
     #[test]
     fn exact_json() {
-        let reply =
-            Reply { text: "hi \"you\"".into(), stop_reason: "max_tokens", input_tokens: 3, output_tokens: 2 };
+        let reply = Reply {
+            text: "hi \"you\"".into(),
+            stop_reason: "max_tokens",
+            input_tokens: 3,
+            output_tokens: 2,
+            ..Reply::default()
+        };
         assert_eq!(
             String::from_utf8(response_body(&reply, 7)).unwrap(),
             r#"{"output":{"message":{"role":"assistant","content":[{"text":"hi \"you\""}]}},"stopReason":"max_tokens","usage":{"inputTokens":3,"outputTokens":2,"totalTokens":5},"metrics":{"latencyMs":7}}"#
+        );
+    }
+
+    #[test]
+    fn thinking_tools_and_cache() {
+        let reply = Reply {
+            reasoning: Some("hmm".into()),
+            tool_calls: vec![ToolCall { id: "tooluse_1".into(), name: "f".into(), input: json!({"a": 1}) }],
+            stop_reason: "tool_use",
+            input_tokens: 3,
+            output_tokens: 2,
+            cache: Some(CacheUse { read: 10, write: 0 }),
+            ..Reply::default()
+        };
+        let v: Value = serde_json::from_slice(&response_body(&reply, 1)).unwrap();
+        let content = &v["output"]["message"]["content"];
+        assert_eq!(content[0]["reasoningContent"]["reasoningText"]["text"], "hmm");
+        assert!(content[0]["reasoningContent"]["reasoningText"]["signature"].is_string());
+        assert_eq!(
+            content[1],
+            json!({"toolUse": {"toolUseId": "tooluse_1", "name": "f", "input": {"a": 1}}})
+        );
+        assert_eq!(content.as_array().unwrap().len(), 2);
+        assert_eq!(
+            v["usage"],
+            json!({"inputTokens": 3, "outputTokens": 2, "totalTokens": 15, "cacheReadInputTokens": 10, "cacheWriteInputTokens": 0})
         );
     }
 }

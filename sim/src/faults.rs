@@ -30,6 +30,15 @@ pub(crate) struct Directives {
     pub garbage: bool,
     /// `[[sim:reply=TEXT]]`: the exact reply text.
     pub reply: Option<String>,
+    /// `[[sim:tool=NAME]]` or `[[sim:tool=NAME:{json input}]]`: call this tool (several make
+    /// parallel calls); without an input the model writes one from the tool's schema.
+    pub tools: Vec<(String, Option<serde_json::Value>)>,
+    /// `[[sim:redacted-thinking]]`: add a redacted thinking block when thinking.
+    pub redacted_thinking: bool,
+    /// `[[sim:guardrail]]`: a guardrail blocks the answer (`guardrail_intervened`).
+    pub guardrail: bool,
+    /// `[[sim:filter]]`: the content filters block the prompt (InvokeModel image models).
+    pub filter: bool,
     /// The message text with directives removed and whitespace normalized.
     pub clean_text: String,
 }
@@ -78,8 +87,23 @@ pub(crate) fn parse(text: &str) -> Result<Directives, AwsError> {
                 d.stream_error =
                     Some(*found.ok_or_else(|| bad(format!("bedrock-sim: unknown stream exception '{v}'")))?);
             }
+            ("tool", Some(v)) => {
+                let (name, input) = match v.split_once(':') {
+                    Some((name, json)) => {
+                        let input = serde_json::from_str(json).map_err(|e| {
+                            bad(format!("bedrock-sim: [[sim:tool={name}:...]] input is not JSON: {e}"))
+                        })?;
+                        (name, Some(input))
+                    }
+                    None => (v, None),
+                };
+                d.tools.push((name.to_owned(), input));
+            }
+            ("redacted-thinking", None) => d.redacted_thinking = true,
+            ("guardrail", None) => d.guardrail = true,
             ("reset", None) => d.reset = true,
             ("garbage", None) => d.garbage = true,
+            ("filter", None) => d.filter = true,
             _ => return Err(bad(format!("bedrock-sim: unknown directive [[sim:{body}]]"))),
         }
     }

@@ -1,4 +1,5 @@
-//! bedrock-sim: a local stand-in for the AWS bedrock-runtime Converse / ConverseStream API.
+//! bedrock-sim: a local stand-in for the AWS bedrock-runtime Converse / ConverseStream API and
+//! InvokeModel for the embedding and image models.
 //!
 //! It speaks the real wire formats (rest-json bodies, `x-amzn-ErrorType` errors,
 //! `application/vnd.amazon.eventstream` frames), verifies SigV4 and bearer authentication,
@@ -7,17 +8,25 @@
 //! `--simulator` mode.
 
 mod auth;
+mod cache;
 mod converse;
+mod embed;
 mod errors;
 mod eventstream;
 mod faults;
+mod image;
+mod invoke;
+mod png;
 mod record;
 mod reply;
 mod request;
+mod schema;
 mod server;
 mod sigv4;
 mod stream;
 
+pub use embed::embedding_vector;
+pub use png::grey_png;
 pub use record::RecordedRequest;
 pub use server::{SimHandle, spawn};
 

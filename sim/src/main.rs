@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use bedrock_sim::{SimConfig, TEST_ACCESS_KEY_ID, TEST_BEARER_TOKEN, TEST_SECRET_ACCESS_KEY};
 use clap::Parser;
 
-/// Local stand-in for AWS bedrock-runtime (Converse / ConverseStream).
+/// Local stand-in for AWS bedrock-runtime (Converse, ConverseStream, InvokeModel).
 #[derive(Parser, Debug)]
 #[command(name = "bedrock-sim", version)]
 struct Args {

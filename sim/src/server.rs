@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::errors::{AwsError, request_id};
 use crate::record::{RecordedRequest, Recorder};
 use crate::sigv4::SignedRequest;
-use crate::{SimConfig, auth, converse, eventstream, faults, reply, request, stream};
+use crate::{SimConfig, auth, cache, converse, eventstream, faults, invoke, reply, request, stream};
 
 /// Response body type: a whole buffer or a stream of event frames.
 type Body = UnsyncBoxBody<Bytes, io::Error>;
@@ -36,6 +36,7 @@ const MAX_MODEL_ID: usize = 2048;
 struct State {
     config: SimConfig,
     recorder: Recorder,
+    prompt_cache: cache::PromptCache,
 }
 
 /// A running simulator; dropping it (or calling [`SimHandle::shutdown`]) stops the server.
@@ -78,7 +79,11 @@ impl SimHandle {
 /// Serves the simulator on `listener` in a background task until the handle is dropped.
 pub async fn spawn(config: SimConfig, listener: TcpListener) -> SimHandle {
     let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
-    let state = Arc::new(State { config, recorder: Recorder::default() });
+    let state = Arc::new(State {
+        config,
+        recorder: Recorder::default(),
+        prompt_cache: cache::PromptCache::default(),
+    });
     let (tx, rx) = watch::channel(());
     tokio::spawn(accept_loop(listener, Arc::clone(&state), rx));
     SimHandle { addr, state, _shutdown: tx }
@@ -190,14 +195,15 @@ fn control(state: &State, method: &Method, path: &str) -> Response<Body> {
     }
 }
 
-/// The two operations the simulator serves.
+/// The runtime operations the simulator serves.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Operation {
     Converse,
     ConverseStream,
+    Invoke,
 }
 
-/// Matches `POST /model/{modelId}/converse[-stream]`, returning the still-encoded label.
+/// Matches `POST /model/{modelId}/{converse,converse-stream,invoke}`, returning the still-encoded label.
 fn route<'a>(method: &Method, path: &'a str) -> Option<(&'a str, Operation)> {
     if method != Method::POST {
         return None;
@@ -206,6 +212,7 @@ fn route<'a>(method: &Method, path: &'a str) -> Option<(&'a str, Operation)> {
     match op {
         "converse" => Some((label, Operation::Converse)),
         "converse-stream" => Some((label, Operation::ConverseStream)),
+        "invoke" => Some((label, Operation::Invoke)),
         _ => None,
     }
 }
@@ -240,6 +247,14 @@ async fn bedrock(
     };
     auth::authenticate(&state.config, &signed, SystemTime::now())?;
     let model_id = decode_model_id(label)?;
+    if op == Operation::Invoke {
+        let reply = invoke::answer(&model_id, &parts.headers, body).await?;
+        let mut resp = response(StatusCode::OK, "application/json", reply.body);
+        if let Some(tokens) = reply.input_tokens {
+            resp.headers_mut().insert("x-amzn-bedrock-input-token-count", HeaderValue::from(tokens));
+        }
+        return Ok(resp);
+    }
     let input = request::parse(body)?;
     let directives = faults::parse(&input.last_user_text())?;
     if !directives.latency.is_zero() {
@@ -248,12 +263,14 @@ async fn bedrock(
     if let Some(name) = &directives.error {
         return Err(AwsError::modeled(name, &model_id).unwrap_or_else(|| AwsError::validation(name.clone())));
     }
-    let reply = reply::generate(&input, &directives);
+    let cache_use = state.prompt_cache.lookup(input.cache_prefix.as_ref());
+    let reply = reply::generate(&input, &directives, cache_use)?;
     Ok(match op {
         Operation::Converse => {
             let latency_ms = directives.latency.as_millis() as u64;
             response(StatusCode::OK, "application/json", converse::response_body(&reply, latency_ms))
         }
+        Operation::Invoke => unreachable!("answered above"),
         Operation::ConverseStream => {
             let mut resp = Response::new(StreamBody::new(stream::body(&reply, &directives)).boxed_unsync());
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(eventstream::CONTENT_TYPE));
@@ -273,7 +290,8 @@ mod tests {
         assert!(route(&Method::POST, &path) == Some((label, Operation::ConverseStream)));
         assert!(route(&Method::POST, "/model/m/converse") == Some(("m", Operation::Converse)));
         assert!(route(&Method::GET, "/model/m/converse").is_none());
-        assert!(route(&Method::POST, "/model/m/invoke").is_none());
+        assert!(route(&Method::POST, "/model/m/invoke") == Some(("m", Operation::Invoke)));
+        assert!(route(&Method::POST, "/model/m/invoke-with-response-stream").is_none());
         assert!(route(&Method::POST, "/model/a/b/converse").is_none());
         assert!(route(&Method::POST, "/v1/chat/completions").is_none());
     }

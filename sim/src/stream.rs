@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use hyper::body::Frame;
 use serde::Serialize;
+use serde_json::{Value, json};
 
 use crate::converse::{Metrics, Usage};
 use crate::eventstream::{event_frame, exception_frame, garbage_frame};
@@ -44,17 +45,20 @@ struct MessageStart<'a> {
 }
 
 #[derive(Serialize)]
-struct TextDelta<'a> {
-    text: &'a str,
+#[serde(rename_all = "camelCase")]
+struct ContentBlockDelta<'a> {
+    content_block_index: u32,
+    delta: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p: Option<&'a str>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ContentBlockDelta<'a> {
+struct ContentBlockStart {
     content_block_index: u32,
-    delta: TextDelta<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    p: Option<&'a str>,
+    start: Value,
+    p: String,
 }
 
 #[derive(Serialize)]
@@ -93,8 +97,77 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Payload of a text contentBlockDelta for block 0, with optional padding.
+#[cfg(test)]
 pub(crate) fn delta_payload(text: &str, padding: Option<&str>) -> Vec<u8> {
-    to_json(&ContentBlockDelta { content_block_index: 0, delta: TextDelta { text }, p: padding })
+    to_json(&ContentBlockDelta { content_block_index: 0, delta: json!({"text": text}), p: padding })
+}
+
+fn delta(index: u32, delta: Value) -> Step {
+    Step::Event(
+        "contentBlockDelta",
+        to_json(&ContentBlockDelta { content_block_index: index, delta, p: Some(&padding()) }),
+    )
+}
+
+fn block_stop(index: u32) -> Step {
+    Step::Event("contentBlockStop", to_json(&ContentBlockStop { content_block_index: index, p: padding() }))
+}
+
+/// Pieces of `text`: each word with the whitespace that follows it.
+fn words(text: &str) -> Vec<&str> {
+    let mut cuts: Vec<usize> = text
+        .char_indices()
+        .filter(|&(i, c)| !c.is_whitespace() && (i == 0 || text[..i].ends_with(char::is_whitespace)))
+        .map(|(i, _)| i)
+        .collect();
+    if cuts.first() != Some(&0) {
+        cuts.insert(0, 0);
+    }
+    cuts.push(text.len());
+    cuts.windows(2).map(|w| &text[w[0]..w[1]]).filter(|p| !p.is_empty()).collect()
+}
+
+/// The content block events of `reply`, blocks numbered in order as Bedrock does: thinking
+/// (text deltas, then the signature), redacted thinking, text (no start event), tool calls
+/// (a start event, then the JSON input in pieces).
+fn content_events(reply: &Reply) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut index = 0;
+    if let Some(text) = &reply.reasoning {
+        steps.extend(words(text).into_iter().map(|w| delta(index, json!({"reasoningContent": {"text": w}}))));
+        let signature = crate::request::thinking_signature(text);
+        steps.push(delta(index, json!({"reasoningContent": {"signature": signature}})));
+        steps.push(block_stop(index));
+        index += 1;
+    }
+    if let Some(data) = &reply.redacted {
+        steps.push(delta(index, json!({"reasoningContent": {"redactedContent": data}})));
+        steps.push(block_stop(index));
+        index += 1;
+    }
+    if !reply.text.is_empty() || (index == 0 && reply.tool_calls.is_empty()) {
+        steps.extend(reply.deltas().into_iter().map(|text| delta(index, json!({"text": text}))));
+        steps.push(block_stop(index));
+        index += 1;
+    }
+    for call in &reply.tool_calls {
+        let start = json!({"toolUse": {"toolUseId": call.id, "name": call.name}});
+        steps.push(Step::Event(
+            "contentBlockStart",
+            to_json(&ContentBlockStart { content_block_index: index, start, p: padding() }),
+        ));
+        let input = call.input.to_string();
+        // Split inside the JSON text, as Bedrock's fragments are.
+        let mid = input.char_indices().nth(input.chars().count() / 2).map_or(input.len(), |(i, _)| i);
+        for piece in [&input[..mid], &input[mid..]] {
+            if !piece.is_empty() {
+                steps.push(delta(index, json!({"toolUse": {"input": piece}})));
+            }
+        }
+        steps.push(block_stop(index));
+        index += 1;
+    }
+    steps
 }
 
 fn exception_payload(name: &str) -> Vec<u8> {
@@ -117,12 +190,17 @@ fn exception_payload(name: &str) -> Vec<u8> {
 fn plan(reply: &Reply, directives: &Directives) -> VecDeque<Step> {
     let mut steps = VecDeque::new();
     steps.push_back(Step::Event("messageStart", to_json(&MessageStart { role: "assistant", p: padding() })));
-    let deltas = reply.deltas();
-    let mut deltas =
-        deltas.iter().map(|text| Step::Event("contentBlockDelta", delta_payload(text, Some(&padding()))));
-    steps.extend(deltas.next());
+    let mut content = content_events(reply).into_iter();
     let faulted = directives.garbage || directives.stream_error.is_some() || directives.reset;
     if faulted {
+        // Faults strike right after the first delta.
+        for step in content.by_ref() {
+            let is_delta = matches!(step, Step::Event("contentBlockDelta", _));
+            steps.push_back(step);
+            if is_delta {
+                break;
+            }
+        }
         if directives.garbage {
             steps.push_back(Step::Garbage);
         }
@@ -134,11 +212,7 @@ fn plan(reply: &Reply, directives: &Directives) -> VecDeque<Step> {
         }
         return steps;
     }
-    steps.extend(deltas);
-    steps.push_back(Step::Event(
-        "contentBlockStop",
-        to_json(&ContentBlockStop { content_block_index: 0, p: padding() }),
-    ));
+    steps.extend(content);
     steps.push_back(Step::Event(
         "messageStop",
         to_json(&MessageStop { stop_reason: reply.stop_reason, p: padding() }),
@@ -146,11 +220,7 @@ fn plan(reply: &Reply, directives: &Directives) -> VecDeque<Step> {
     // Simulated latency: time to first byte plus every gap the client waited through.
     let gaps = steps.len() as u64;
     let latency_ms = directives.latency.as_millis() as u64 + directives.gap.as_millis() as u64 * gaps;
-    let metadata = Metadata {
-        usage: Usage::new(reply.input_tokens, reply.output_tokens),
-        metrics: Metrics { latency_ms },
-        p: padding(),
-    };
+    let metadata = Metadata { usage: Usage::of(reply), metrics: Metrics { latency_ms }, p: padding() };
     steps.push_back(Step::Event("metadata", to_json(&metadata)));
     steps
 }
@@ -199,7 +269,13 @@ mod tests {
     use super::*;
 
     fn reply() -> Reply {
-        Reply { text: "a b c".into(), stop_reason: "end_turn", input_tokens: 2, output_tokens: 3 }
+        Reply {
+            text: "a b c".into(),
+            stop_reason: "end_turn",
+            input_tokens: 2,
+            output_tokens: 3,
+            ..Reply::default()
+        }
     }
 
     fn names(steps: &VecDeque<Step>) -> Vec<&'static str> {
@@ -228,6 +304,61 @@ mod tests {
                 "metadata"
             ]
         );
+    }
+
+    #[test]
+    fn thinking_text_and_tool_blocks_are_numbered_in_order() {
+        let reply = Reply {
+            reasoning: Some("hmm ok".into()),
+            text: "x".into(),
+            tool_calls: vec![crate::reply::ToolCall {
+                id: "t1".into(),
+                name: "f".into(),
+                input: json!({"a": 1}),
+            }],
+            stop_reason: "tool_use",
+            ..Reply::default()
+        };
+        let steps = plan(&reply, &Directives::default());
+        let events: Vec<(&str, Value)> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Event(n, p) => {
+                    let mut v: Value = serde_json::from_slice(p).unwrap();
+                    v.as_object_mut().unwrap().remove("p");
+                    Some((*n, v))
+                }
+                _ => None,
+            })
+            .collect();
+        let sig = crate::request::thinking_signature("hmm ok");
+        assert_eq!(
+            events[1],
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "hmm "}}})
+            )
+        );
+        assert_eq!(
+            events[3],
+            (
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": sig}}})
+            )
+        );
+        assert_eq!(events[4], ("contentBlockStop", json!({"contentBlockIndex": 0})));
+        assert_eq!(events[5], ("contentBlockDelta", json!({"contentBlockIndex": 1, "delta": {"text": "x"}})));
+        assert_eq!(
+            events[7],
+            (
+                "contentBlockStart",
+                json!({"contentBlockIndex": 2, "start": {"toolUse": {"toolUseId": "t1", "name": "f"}}})
+            )
+        );
+        let input: String =
+            events[8..10].iter().map(|(_, v)| v["delta"]["toolUse"]["input"].as_str().unwrap()).collect();
+        assert_eq!(input, r#"{"a":1}"#);
+        assert_eq!(events[11].1["stopReason"], "tool_use");
     }
 
     #[test]

@@ -76,11 +76,11 @@ def free_port() -> int:
 class Proc:
     """A child process whose stdout/stderr go to files (so pipes never fill)."""
 
-    def __init__(self, name: str, argv: list[str], logdir: Path):
+    def __init__(self, name: str, argv: list[str], logdir: Path, env: dict[str, str] | None = None):
         self.name, self.argv = name, argv
         self.out_path = logdir / f"{name}.stdout"
         self.err_path = logdir / f"{name}.stderr"
-        env = dict(os.environ)
+        env = dict(os.environ if env is None else env)
         env.setdefault("RUST_BACKTRACE", "1")
         env.setdefault("RUST_LOG", "info")
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
@@ -164,12 +164,19 @@ def start_sim(logdir: Path) -> Sim:
 
 
 def start_gateway_proc(
-    manifests: Path, logdir: Path, name: str = "bedrock-gateway-proxy", extra_args: list[str] | None = None
+    manifests: Path,
+    logdir: Path,
+    name: str = "bedrock-gateway-proxy",
+    extra_args: list[str] | None = None,
+    source_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Gateway:
+    """Start the proxy on `manifests` (or on `source_args`, e.g. ["--config-dir", DIR]) and wait for /readyz."""
     port = free_port()
     addr = f"127.0.0.1:{port}"
-    argv = [str(binary("bedrock-gateway-proxy")), "--manifests", str(manifests), "--listen", addr]
-    proc = Proc(name, argv + list(extra_args or []), logdir)
+    source = source_args if source_args is not None else ["--manifests", str(manifests)]
+    argv = [str(binary("bedrock-gateway-proxy")), *source, "--listen", addr]
+    proc = Proc(name, argv + list(extra_args or []), logdir, env=env)
     url = f"http://{addr}"
     deadline = time.monotonic() + READY_TIMEOUT
     last = "no answer yet"

@@ -13,10 +13,12 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import copy
 import functools
 import json
 import os
+import struct
 import threading
 import zlib
 from pathlib import Path
@@ -31,11 +33,11 @@ import yaml
 from awsmodel import AwsModel
 from sigv4check import check_sigv4, header_values
 
-# The shared/ folder sits beside the repository (in CI too); BGW_SHARED_DIR overrides.
-SHARED_REFERENCE = Path(os.environ.get("BGW_SHARED_DIR") or Path(__file__).resolve().parents[3] / "shared") / "reference"
-OPENAPI_PATH = SHARED_REFERENCE / "openai-openapi.yaml"
-RUNTIME_MODEL_PATH = SHARED_REFERENCE / "aws-models" / "bedrock-runtime-2023-09-30-service-2.json"
-CONTROL_MODEL_PATH = SHARED_REFERENCE / "aws-models" / "bedrock-2023-04-20-service-2.json"
+# The contracts are vendored in reference/ so a clone is self-contained; BGW_REFERENCE_DIR overrides.
+REFERENCE = Path(os.environ.get("BGW_REFERENCE_DIR") or Path(__file__).resolve().parents[2] / "reference")
+OPENAPI_PATH = REFERENCE / "openai-openapi.yaml"
+RUNTIME_MODEL_PATH = REFERENCE / "aws-models" / "bedrock-runtime-2023-09-30-service-2.json"
+CONTROL_MODEL_PATH = REFERENCE / "aws-models" / "bedrock-2023-04-20-service-2.json"
 OPENAPI_URI = "urn:openai:openapi"
 
 SIM_ACCESS_KEY_ID = "AKIASIMULATOR0000001"
@@ -107,6 +109,10 @@ class OpenAIContract:
             return "ErrorResponse"
         if method == "POST" and path == "/v1/chat/completions":
             return "CreateChatCompletionResponse"
+        if method == "POST" and path == "/v1/embeddings":
+            return "CreateEmbeddingResponse"
+        if method == "POST" and path in ("/v1/images/generations", "/v1/images/edits"):
+            return "ImagesResponse"
         if method == "GET" and path == "/v1/models":
             return "ListModelsResponse"
         if method == "GET" and path.startswith("/v1/models/"):
@@ -128,7 +134,8 @@ class OpenAIContract:
             doc = json.loads(body)
         except ValueError as e:
             return [f"{where}: body is not JSON ({e}): {body[:300]!r}"]
-        return [f"{where}: {e}" for e in self.errors(doc, schema)]
+        errors = _decode_base64_embeddings(doc) if schema == "CreateEmbeddingResponse" else []
+        return [f"{where}: {e}" for e in errors + self.errors(doc, schema)]
 
     def check_sse(self, body: bytes, where: str) -> list[str]:
         errors: list[str] = []
@@ -147,6 +154,30 @@ class OpenAIContract:
                     f"{where}: SSE event {i}: {e}" for e in self.errors(doc, "CreateChatCompletionStreamResponse")
                 )
         return errors
+
+
+def _decode_base64_embeddings(doc: Any) -> list[str]:
+    """Replace base64 embeddings (``encoding_format: base64``) by their floats, in place.
+
+    The spec types ``embedding`` as an array of floats only; OpenAI sends base64 of the
+    little-endian float32 bytes when asked, which must decode to whole float32 values.
+    """
+    errors: list[str] = []
+    data = doc.get("data") if isinstance(doc, dict) else None
+    for i, item in enumerate(data if isinstance(data, list) else []):
+        vector = item.get("embedding") if isinstance(item, dict) else None
+        if not isinstance(vector, str):
+            continue
+        try:
+            raw = base64.b64decode(vector, validate=True)
+        except (ValueError, binascii.Error) as e:
+            errors.append(f"data/{i}/embedding: not base64 ({e})")
+            continue
+        if len(raw) % 4:
+            errors.append(f"data/{i}/embedding: {len(raw)} bytes is not a whole number of float32 values")
+            continue
+        item["embedding"] = list(struct.unpack(f"<{len(raw) // 4}f", raw))
+    return errors
 
 
 def parse_sse(body: bytes) -> list[tuple[str | None, str]]:
@@ -335,7 +366,7 @@ def check_sim_request(rec: dict[str, Any]) -> tuple[str, list[str]]:
     else:
         errors.append(f"{where}: not an operation of bedrock-runtime or bedrock (AWS models)")
 
-    if body and op in ("Converse", "ConverseStream"):
+    if body and op in ("Converse", "ConverseStream", "InvokeModel"):
         ctypes = header_values(headers, "content-type")
         if not ctypes or ctypes[0].split(";")[0].strip().lower() != "application/json":
             errors.append(f"{where}: Content-Type {ctypes!r}, expected application/json")

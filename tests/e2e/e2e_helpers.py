@@ -23,7 +23,14 @@ MODELS = {
         "arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aapplication-inference-profile%2Fabc123def456",
     ),
 }
-DEMO_MODELS = sorted(MODELS)
+# InvokeModel models of the quick start: served name -> percent-encoded label on the wire.
+INVOKE_MODELS = {
+    "demo/titan-embed-v2": "amazon.titan-embed-text-v2%3A0",
+    "demo/cohere-embed": "cohere.embed-english-v3",
+    "demo/nova-canvas": "amazon.nova-canvas-v1%3A0",
+    "demo/sd35": "stability.sd3-5-large-v1%3A0",
+}
+DEMO_MODELS = sorted([*MODELS, *INVOKE_MODELS])
 
 
 def converse_calls(sim, suffix: str | None = None) -> list[dict[str, Any]]:

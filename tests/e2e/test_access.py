@@ -43,6 +43,10 @@ def test_models_list_raw_shape(http):
     doc = r.json()
     assert doc["object"] == "list"
     assert sorted(m["id"] for m in doc["data"]) == DEMO_MODELS
+    kinds = {"demo/titan-embed-v2": "embedding", "demo/cohere-embed": "embedding", "demo/nova-canvas": "image"}
+    kinds["demo/sd35"] = "image"
+    assert {m["id"]: m["kind"] for m in doc["data"]} == {m: kinds.get(m, "chat") for m in DEMO_MODELS}
+    assert all(m["object"] == "model" and m["owned_by"] == "demo" for m in doc["data"])
 
 
 # ---------------------------------------------------------------------- 401

@@ -288,6 +288,22 @@ def test_openai_response_dispatch(oa):
     assert parse_sse(b"event: x\r\ndata: a\r\ndata: b\r\n\r\n: comment\n\ndata: c") == [("x", "a\nb"), (None, "c")]
 
 
+def test_embeddings_and_images_responses_are_checked(oa):
+    def embeddings(vector):
+        doc = {"object": "list", "model": "m", "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+        doc["data"] = [{"object": "embedding", "index": 0, "embedding": vector}]
+        return json.dumps(doc).encode()
+
+    check = lambda path, doc: oa.check_response("POST", path, 200, "application/json", doc)  # noqa: E731
+    assert check("/v1/embeddings", embeddings([0.5, -1.0])) == []
+    assert check("/v1/embeddings", embeddings("AACAPwAAAMA=")) == []  # base64 of two float32
+    assert any("whole number of float32" in e for e in check("/v1/embeddings", embeddings("AACAPwA=")))
+    assert any("not base64" in e for e in check("/v1/embeddings", embeddings("%%%")))
+    assert check("/v1/embeddings", b'{"object": "list", "data": []}') != []
+    assert check("/v1/images/generations", b'{"created": 1, "data": [{"b64_json": "aGk="}]}') == []
+    assert check("/v1/images/edits", b'{"data": [{"b64_json": "aGk="}]}') != []
+
+
 def _mock(body: bytes, status: int = 200, ctype: str = "application/json"):
     return lambda request: httpx.Response(status, headers={"content-type": ctype}, content=body)
 

@@ -23,7 +23,7 @@ CONVERSE_STREAM_PATH = "/model/amazon.nova-lite-v1%3A0/converse-stream"
 
 
 def test_golden_cases_exist():
-    assert len(CASES) >= 15, f"expected the chat_converse golden cases under {GOLDEN}"
+    assert len(CASES) >= 50, f"expected the chat_converse golden cases under {GOLDEN}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.name)
@@ -54,3 +54,27 @@ def test_contract_rejects_a_golden_response_without_refusal():
     doc = json.loads((GOLDEN / "chat_converse" / "simple" / "openai_response.json").read_text())
     del doc["choices"][0]["message"]["refusal"]
     assert OpenAIContract.load().errors(doc, "CreateChatCompletionResponse")
+
+
+INVOKE_SCHEMAS = {
+    "embeddings_titan": ("/v1/embeddings", "CreateEmbeddingResponse"),
+    "embeddings_cohere": ("/v1/embeddings", "CreateEmbeddingResponse"),
+    "images_nova": ("/v1/images/generations", "ImagesResponse"),
+    "images_stability": ("/v1/images/generations", "ImagesResponse"),
+}
+INVOKE_CASES = sorted(p for name in INVOKE_SCHEMAS for p in (GOLDEN / name).iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("case", INVOKE_CASES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_invoke_golden_case_satisfies_the_openai_spec(case: Path):
+    contract = OpenAIContract.load()
+    path, _ = INVOKE_SCHEMAS[case.parent.name]
+    errors: list[str] = []
+    response = case / "openai_response.json"
+    if response.exists():
+        errors += contract.check_response("POST", path, 200, "application/json", response.read_bytes())
+    for name in ("error.json", "response_error.json"):
+        if (case / name).exists():
+            errors += contract.errors(json.loads((case / name).read_text())["body"], "ErrorResponse")
+    assert (case / "bedrock_requests.json").exists() or (case / "error.json").exists(), "no expected output"
+    assert not errors, "\n".join(errors)

@@ -41,6 +41,44 @@ pub struct BedrockModelSpec {
     /// Private prices in USD, overriding the built-in price table for usage and budgets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<CostSpec>,
+    /// Defaults for /v1/embeddings requests to this model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<EmbeddingSpec>,
+}
+
+/// Defaults for embedding requests.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmbeddingSpec {
+    /// Cohere Embed input_type used when a request sends none (default search_document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_type: Option<EmbeddingInputType>,
+}
+
+/// Cohere Embed `input_type` values for text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingInputType {
+    /// Texts stored for search.
+    SearchDocument,
+    /// Search queries.
+    SearchQuery,
+    /// Inputs of a text classifier.
+    Classification,
+    /// Texts to cluster.
+    Clustering,
+}
+
+impl EmbeddingInputType {
+    /// The wire value (`search_document`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmbeddingInputType::SearchDocument => "search_document",
+            EmbeddingInputType::SearchQuery => "search_query",
+            EmbeddingInputType::Classification => "classification",
+            EmbeddingInputType::Clustering => "clustering",
+        }
+    }
 }
 
 /// Which OpenAI endpoints a model answers.

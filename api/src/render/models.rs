@@ -81,6 +81,7 @@ pub(super) fn render(
                 region,
                 kind,
                 cost: spec.cost.clone(),
+                embedding_input_type: spec.embedding.as_ref().and_then(|e| e.input_type),
             },
         );
     }

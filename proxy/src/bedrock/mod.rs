@@ -5,5 +5,8 @@
 //! unknown fields, so new Bedrock members (and the `p` padding on stream events) pass through.
 
 pub mod converse;
+pub mod embeddings;
 pub mod errors;
 pub mod eventstream;
+pub mod images;
+pub mod models;

@@ -4,26 +4,23 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use api::config::ModelKind;
 use bytes::{Bytes, BytesMut};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::{json_response, read_body, snapshot};
+use super::{authorize, collect_limited, json_response, read_body, snapshot, unix_now, upstream_error};
 use crate::auth::Subject;
 use crate::bedrock::converse::ConverseResponse;
-use crate::bedrock::errors::api_error;
 use crate::bedrock::eventstream::EventStreamDecoder;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::limits::Admission;
-use crate::metrics::Metrics;
-use crate::openai::chat::parse_chat_request;
+use crate::openai::chat::{Choice, parse_chat_request};
 use crate::server::App;
 use crate::snapshot::Route;
 use crate::translate::ResponseMeta;
@@ -32,8 +29,7 @@ use crate::translate::{StreamStep, StreamTranslator};
 use crate::usage::{self, Record, chat_tokens};
 
 const ENDPOINT: &str = "chat";
-/// Largest Bedrock error or Converse response body read into memory.
-const MAX_UPSTREAM_BODY: usize = 16 * 1024 * 1024;
+const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
 
 /// Handles one chat completion, streaming or not, and records its metrics.
 pub async fn completions(
@@ -68,34 +64,55 @@ async fn complete(
     let (parts, body) = req.into_parts();
     let subject = app.auth.authenticate(&parts.headers, &snapshot).await?;
     let subject = &subject;
-    let request = parse_chat_request(&read_body(app, body).await?)?;
+    let mut request = parse_chat_request(&read_body(app, body).await?)?;
     let route =
         snapshot.routes.get(&request.model).ok_or_else(|| ApiError::model_not_found(&request.model))?;
     model_label.clone_from(&route.model.served_name);
-    if !snapshot.policies.allows(subject, &request.model) {
-        return Err(ApiError::forbidden(format!("You do not have access to the model `{}`.", request.model))
-            .with_param("model")
-            .with_code("model_not_allowed"));
+    authorize(&snapshot, subject, route, ModelKind::Chat)?;
+    app.images.inline_remote_images(&mut request).await?;
+    let translation = converse_request(&request, &route.model.model_id)?;
+    if translation.dropped_cache_points > 0 {
+        app.metrics
+            .cache_points_dropped
+            .with_label_values(&[&route.model.served_name])
+            .inc_by(u64::from(translation.dropped_cache_points));
     }
-    if route.model.kind != ModelKind::Chat {
-        return Err(ApiError::invalid_request(format!(
-            "The model `{}` is an {} model and cannot be used with /v1/chat/completions.",
-            request.model,
-            kind_name(route.model.kind)
-        ))
-        .with_param("model"));
-    }
-    let converse = converse_request(&request)?;
+    let body = serde_json::to_vec(&translation.body).expect("Converse request serializes");
+    let reply = translation.reply;
     let admission = app.usage.admit(subject, &snapshot.policies, &route.model.served_name).await?;
-    let body = serde_json::to_vec(&converse).expect("Converse request serializes");
     let meta = ResponseMeta { id: completion_id(), created: unix_now(), model: request.model.clone() };
     let streaming = request.stream;
-    let (target, accept) = if streaming {
-        (&route.converse_stream, "application/vnd.amazon.eventstream")
-    } else {
-        (&route.converse, "application/json")
-    };
-    let response = app.upstream.post_json(target, &route.signer, body, accept).await?;
+    if !streaming {
+        // `n` choices are `n` Converse calls, made concurrently.
+        // `repeat_n` moves the body into the last call: one request, no copy.
+        let bodies = std::iter::repeat_n(body, request.n as usize);
+        let calls = bodies.map(|body| converse_once(app, route, &request.model, body));
+        let answers = futures_util::future::try_join_all(calls).await.inspect_err(|error| {
+            let record = Record {
+                status: error.status.as_u16(),
+                ..Record::new(ENDPOINT, &meta.id, subject, &route.model, started, &admission)
+            };
+            app.usage.record(&record);
+        });
+        let mut answers = answers?.into_iter();
+        let first = answers.next().expect("n is at least 1");
+        let mut completion = chat_completion(first, &meta, &reply);
+        for (index, converse) in (1..).zip(answers) {
+            let more = chat_completion(converse, &meta, &reply);
+            completion.usage = completion.usage.plus(&more.usage);
+            completion.choices.extend(more.choices.into_iter().map(|c| Choice { index, ..c }));
+        }
+        let record = Record {
+            tokens: chat_tokens(&completion.usage),
+            ..Record::new(ENDPOINT, &meta.id, subject, &route.model, started, &admission)
+        };
+        let cost = app.usage.record(&record);
+        let mut response =
+            json_response(StatusCode::OK, serde_json::to_vec(&completion).expect("completion serializes"));
+        usage::set_headers(response.headers_mut(), &admission, cost);
+        return Ok(response);
+    }
+    let response = app.upstream.post_json(&route.converse_stream, &route.signer, body, EVENT_STREAM).await?;
     if !response.status().is_success() {
         let error = upstream_error(&app.metrics, &request.model, response).await;
         let record = Record {
@@ -105,79 +122,50 @@ async fn complete(
         app.usage.record(&record);
         return Err(error);
     }
-    if streaming {
-        let include_usage = request.stream_options.include_usage;
-        let rate_headers = admission.headers().clone();
-        let request_id = meta.id.clone();
-        let sse = SseBody {
-            upstream: response.into_body(),
-            decoder: EventStreamDecoder::new(),
-            translator: ChatStream::new(meta, include_usage),
-            out: BytesMut::with_capacity(1024),
-            done: false,
-            finish: Some(StreamFinish {
-                app: app.clone(),
-                route: route.clone(),
-                subject: subject.clone(),
-                admission,
-                request_id,
-                started,
-                first_token: None,
-                status: 200,
-            }),
-        };
-        let mut response = Response::new(ResponseBody::Stream(Box::pin(sse)));
-        let headers = response.headers_mut();
-        headers.extend(rate_headers);
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        return Ok(response);
-    }
-    let bytes = collect_limited(response.into_body()).await?;
-    let converse: ConverseResponse = serde_json::from_slice(&bytes).map_err(|e| {
-        tracing::warn!(error = %e, model = %request.model, "Bedrock answered a Converse body the gateway cannot read");
-        ApiError::bad_gateway("Bedrock returned a response the gateway could not read.")
-    })?;
-    let completion = chat_completion(converse, &meta);
-    let record = Record {
-        tokens: chat_tokens(&completion.usage),
-        ..Record::new(ENDPOINT, &meta.id, subject, &route.model, started, &admission)
+    let include_usage = request.stream_options.include_usage;
+    let rate_headers = admission.headers().clone();
+    let request_id = meta.id.clone();
+    let sse = SseBody {
+        upstream: response.into_body(),
+        decoder: EventStreamDecoder::new(),
+        translator: ChatStream::new(meta, include_usage, reply),
+        out: BytesMut::with_capacity(1024),
+        done: false,
+        finish: Some(StreamFinish {
+            app: app.clone(),
+            route: route.clone(),
+            subject: subject.clone(),
+            admission,
+            request_id,
+            started,
+            first_token: None,
+            status: 200,
+        }),
     };
-    let cost = app.usage.record(&record);
-    let mut response =
-        json_response(StatusCode::OK, serde_json::to_vec(&completion).expect("completion serializes"));
-    usage::set_headers(response.headers_mut(), &admission, cost);
+    let mut response = Response::new(ResponseBody::Stream(Box::pin(sse)));
+    let headers = response.headers_mut();
+    headers.extend(rate_headers);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
 }
 
-/// Reads a Bedrock error response and maps it to the caller's error.
-async fn upstream_error(metrics: &Metrics, model: &str, response: Response<Incoming>) -> ApiError {
-    let status = response.status().as_u16();
-    let error_type = response
-        .headers()
-        .get("x-amzn-errortype")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(':').next().unwrap_or(v).to_owned());
-    let body = collect_limited(response.into_body()).await.unwrap_or_default();
-    let label = error_type.as_deref().unwrap_or("Unknown");
-    metrics.upstream_errors.with_label_values(&[model, label]).inc();
-    api_error(status, error_type.as_deref(), &body, model)
-}
-
-async fn collect_limited(body: Incoming) -> Result<Bytes, ApiError> {
-    http_body_util::Limited::new(body, MAX_UPSTREAM_BODY)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|_| ApiError::bad_gateway("The Bedrock response ended before it was complete."))
-}
-
-fn kind_name(kind: ModelKind) -> &'static str {
-    match kind {
-        ModelKind::Chat => "chat",
-        ModelKind::Embedding => "embedding",
-        ModelKind::Image => "image",
+/// One Converse call, read and parsed.
+async fn converse_once(
+    app: &App,
+    route: &Route,
+    model: &str,
+    body: Vec<u8>,
+) -> Result<ConverseResponse, ApiError> {
+    let response = app.upstream.post_json(&route.converse, &route.signer, body, "application/json").await?;
+    if !response.status().is_success() {
+        return Err(upstream_error(&app.metrics, model, response).await);
     }
+    let bytes = collect_limited(response.into_body()).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        tracing::warn!(error = %e, model = %model, "Bedrock answered a Converse body the gateway cannot read");
+        ApiError::bad_gateway("Bedrock returned a response the gateway could not read.")
+    })
 }
 
 fn completion_id() -> String {
@@ -185,10 +173,6 @@ fn completion_id() -> String {
     id.push_str("chatcmpl-");
     id.extend(std::iter::repeat_with(fastrand::alphanumeric).take(24));
     id
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// What a stream records when it ends, however it ends.

@@ -1,21 +1,36 @@
 //! HTTP endpoints, one file per API surface, and the helpers they share.
 
 pub mod chat;
+pub mod chat_images;
+pub mod embeddings;
+pub mod images;
 pub mod models;
 pub mod ops;
+pub mod playground;
 
 use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use api::config::ModelKind;
 use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use crate::auth::Subject;
+use crate::bedrock::errors::api_error;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::server::App;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Route, Snapshot};
+
+/// Most Bedrock calls one request keeps in flight (embedding and image fan-out).
+pub const FAN_OUT: usize = 8;
+/// Largest Bedrock response body read into memory (errors, Converse, InvokeModel).
+const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
 /// The config being served, or 503 before the first load.
 pub fn snapshot(app: &App) -> Result<Arc<Snapshot>, ApiError> {
@@ -65,4 +80,119 @@ pub fn error_response(error: &ApiError) -> Response<ResponseBody> {
         response.headers_mut().extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     response
+}
+
+/// Checks that `subject` may call `route` and that the model serves `kind`'s endpoint: 403
+/// without a policy granting it, 400 naming the right endpoint for a model of another kind.
+pub fn authorize(
+    snapshot: &Snapshot,
+    subject: &Subject,
+    route: &Route,
+    kind: ModelKind,
+) -> Result<(), ApiError> {
+    let model = &route.model.served_name;
+    if !snapshot.policies.allows(subject, model) {
+        return Err(ApiError::forbidden(format!("You do not have access to the model `{model}`."))
+            .with_param("model")
+            .with_code("model_not_allowed"));
+    }
+    if route.model.kind != kind {
+        let (what, path) = kind_endpoint(route.model.kind);
+        return Err(ApiError::invalid_request(format!(
+            "The model `{model}` is {what} model and cannot be used with {}; use it with {path}.",
+            kind_endpoint(kind).1
+        ))
+        .with_param("model")
+        .with_code("model_kind_mismatch"));
+    }
+    Ok(())
+}
+
+/// "a chat" / "an embedding" / "an image" and the endpoint a kind serves.
+fn kind_endpoint(kind: ModelKind) -> (&'static str, &'static str) {
+    match kind {
+        ModelKind::Chat => ("a chat", "/v1/chat/completions"),
+        ModelKind::Embedding => ("an embedding", "/v1/embeddings"),
+        ModelKind::Image => ("an image", "/v1/images/generations or /v1/images/edits"),
+    }
+}
+
+/// Sends one InvokeModel call for `route`; a Bedrock error becomes the caller's error.
+/// Returns the response headers (token counts) and body.
+pub async fn invoke_model(app: &App, route: &Route, body: Vec<u8>) -> Result<(HeaderMap, Bytes), ApiError> {
+    let response = app.upstream.post_json(&route.invoke, &route.signer, body, "application/json").await?;
+    if !response.status().is_success() {
+        return Err(upstream_error(&app.metrics, &route.model.served_name, response).await);
+    }
+    let (parts, body) = response.into_parts();
+    Ok((parts.headers, collect_limited(body).await?))
+}
+
+/// Sends `bodies` as InvokeModel calls for `route`, at most [`FAN_OUT`] at a time, and reads
+/// each answer with `read`. Results come back in the order of `bodies`; the first failure ends
+/// the request and drops the calls still in flight.
+pub async fn invoke_all<T>(
+    app: &App,
+    route: &Route,
+    bodies: Vec<Vec<u8>>,
+    read: impl Fn(&HeaderMap, &[u8]) -> Result<T, ApiError>,
+) -> Result<Vec<T>, ApiError> {
+    stream::iter(bodies)
+        .map(|body| invoke_model(app, route, body))
+        .buffered(FAN_OUT)
+        .map(|answer| answer.and_then(|(headers, body)| read(&headers, &body)))
+        .try_collect()
+        .await
+}
+
+/// Parses a Bedrock JSON response body; one the gateway cannot read is a 502.
+pub fn read_json<T: serde::de::DeserializeOwned>(model: &str, body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        tracing::warn!(error = %e, model, "Bedrock answered a body the gateway cannot read");
+        ApiError::bad_gateway("Bedrock returned a response the gateway could not read.")
+    })
+}
+
+/// Reads a Bedrock error response and maps it to the caller's error.
+pub async fn upstream_error(metrics: &Metrics, model: &str, response: Response<Incoming>) -> ApiError {
+    let status = response.status().as_u16();
+    let error_type = response
+        .headers()
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(':').next().unwrap_or(v).to_owned());
+    let body = collect_limited(response.into_body()).await.unwrap_or_default();
+    let label = error_type.as_deref().unwrap_or("Unknown");
+    metrics.upstream_errors.with_label_values(&[model, label]).inc();
+    api_error(status, error_type.as_deref(), &body, model)
+}
+
+/// Reads a whole Bedrock response body, up to [`MAX_UPSTREAM_BODY`].
+pub async fn collect_limited(body: Incoming) -> Result<Bytes, ApiError> {
+    Limited::new(body, MAX_UPSTREAM_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|_| ApiError::bad_gateway("The Bedrock response ended before it was complete."))
+}
+
+/// Records the request count and duration of a non-streamed response.
+pub fn record_request(
+    app: &App,
+    endpoint: &str,
+    model: &str,
+    result: &Result<Response<ResponseBody>, ApiError>,
+    started: Instant,
+) {
+    let status = match result {
+        Ok(response) => response.status(),
+        Err(e) => e.status,
+    };
+    app.metrics.requests.with_label_values(&[endpoint, model, status.as_str()]).inc();
+    app.metrics.duration.with_label_values(&[endpoint, model]).observe(started.elapsed().as_secs_f64());
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -7,6 +7,7 @@ use super::{json_response, snapshot};
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::server::App;
+use api::config::ModelKind;
 
 #[derive(Serialize)]
 struct ModelList<'a> {
@@ -20,6 +21,8 @@ struct ModelEntry<'a> {
     object: &'static str,
     created: u64,
     owned_by: &'a str,
+    /// Gateway extension: `chat`, `embedding` or `image`, so clients (the playground) pick the API.
+    kind: ModelKind,
 }
 
 /// Lists the models the caller's policies grant, sorted by served name.
@@ -34,6 +37,7 @@ pub async fn list<B>(app: &App, req: &Request<B>) -> Result<Response<ResponseBod
             object: "model",
             created: 0,
             owned_by: &r.model.account,
+            kind: r.model.kind,
         })
         .collect();
     let body = serde_json::to_vec(&ModelList { object: "list", data }).expect("model list serializes");

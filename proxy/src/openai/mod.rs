@@ -6,3 +6,6 @@
 //! marks required even when they are always `null` here (`logprobs`, `refusal`).
 
 pub mod chat;
+pub mod embeddings;
+pub mod images;
+mod parse;

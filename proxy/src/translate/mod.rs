@@ -14,6 +14,10 @@
 //! Backend HTTP errors are mapped by the backend module (`bedrock::errors`), not here.
 
 pub mod chat_converse;
+pub mod embeddings_cohere;
+pub mod embeddings_titan;
+pub mod images_nova;
+pub mod images_stability;
 
 use bytes::BytesMut;
 

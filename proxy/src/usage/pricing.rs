@@ -213,6 +213,7 @@ mod tests {
             region: region.into(),
             kind: ModelKind::Chat,
             cost,
+            embedding_input_type: None,
         }
     }
 

@@ -125,7 +125,7 @@ async fn validation_errors() {
 #[tokio::test]
 async fn unknown_operations_are_404() {
     let sim = start().await;
-    for path in ["/v1/chat/completions", "/model/m/invoke", "/model/a/b/converse", "/"] {
+    for path in ["/v1/chat/completions", "/model/m/invoke-with-response-stream", "/model/a/b/converse", "/"] {
         let resp = send(&http1(), post(&sim.url(), path, user_body("a"), test_bearer())).await;
         resp.assert_error(404, "UnknownOperationException");
     }

@@ -6,4 +6,5 @@ mod common;
 mod control;
 mod converse;
 mod faults;
+mod invoke;
 mod stream;
