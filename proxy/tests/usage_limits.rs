@@ -286,3 +286,36 @@ async fn per_user_cost_label_only_when_enabled() {
         0.000081,
     );
 }
+
+#[tokio::test]
+async fn embeddings_are_priced_too() {
+    let h = Harness::start().await;
+    let body = json!({"model": "demo/titan-embed-v2", "input": "the quick brown fox"}).to_string();
+    let r = h.call(Method::POST, "/v1/embeddings", Some(KEY), Some(&body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let tokens = r.json()["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(tokens > 0);
+    // amazon.titan-embed-text-v2 at $0.02 per million input tokens.
+    let cost: f64 = r.header("x-bedrock-gateway-cost-usd").unwrap().parse().unwrap();
+    assert_close(cost, tokens as f64 * 0.02 / 1e6);
+    let m = metrics(&h).await;
+    assert_close(
+        sample(
+            &m,
+            r#"bedrock_gateway_cost_usd_total{account="demo",model="demo/titan-embed-v2",team="quickstart"}"#,
+        ),
+        cost,
+    );
+}
+
+#[tokio::test]
+async fn images_are_priced_per_image() {
+    let h = Harness::start().await;
+    let body = json!({"model": "demo/nova-canvas", "prompt": "a lighthouse", "n": 2, "size": "1024x1024"})
+        .to_string();
+    let r = h.call(Method::POST, "/v1/images/generations", Some(KEY), Some(&body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 2);
+    // amazon.nova-canvas at $0.04 per image.
+    assert_eq!(r.header("x-bedrock-gateway-cost-usd").as_deref(), Some("0.08"));
+}
