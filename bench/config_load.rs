@@ -106,7 +106,12 @@ fn main() {
     std::fs::write(dir.join(CREDENTIALS_FILE), serde_json::to_vec(&rendered.credentials).unwrap()).unwrap();
     let source = ConfigDir::new(&dir, Duration::from_secs(1));
     let store = Arc::new(ConfigStore::default());
-    let publisher = Publisher::new(store.clone(), Metrics::new(), None);
+    let publisher = Publisher::new(
+        store.clone(),
+        Metrics::new(),
+        None,
+        Arc::new(proxy::credentials::Registry::from_process()),
+    );
     let timing = measure(|| {
         assert!(publisher.apply("bench", source.load()), "bench config loads");
     });

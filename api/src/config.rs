@@ -128,6 +128,9 @@ pub enum AccountAuth {
         external_id: Option<String>,
         /// Role session name.
         session_name: String,
+        /// Session lifetime in seconds; STS's default (3600) when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration_seconds: Option<u32>,
     },
     /// Static keys; the values are in [`Credentials::accounts`].
     AccessKey,

@@ -31,7 +31,18 @@ fn writes_the_documents_the_proxy_reads() {
 
     let config: GatewayConfig = serde_json::from_slice(&fs::read(out.join("config.json")).unwrap()).unwrap();
     let models: Vec<&str> = config.models.keys().map(String::as_str).collect();
-    assert_eq!(models, ["demo/claude-sonnet", "demo/nova-lite", "demo/team-profile"]);
+    assert_eq!(
+        models,
+        [
+            "demo/claude-sonnet",
+            "demo/cohere-embed",
+            "demo/nova-canvas",
+            "demo/nova-lite",
+            "demo/sd35",
+            "demo/team-profile",
+            "demo/titan-embed-v2"
+        ]
+    );
     let credentials: Credentials =
         serde_json::from_slice(&fs::read(out.join("credentials.json")).unwrap()).unwrap();
     assert_eq!(credentials.accounts.keys().collect::<Vec<_>>(), ["demo"]);

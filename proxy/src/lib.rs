@@ -2,12 +2,13 @@
 //!
 //! Request path: `server` -> `endpoints` -> `auth` -> `policy` -> `limits` (through `usage`) ->
 //! `translate` -> `upstream` and back through `translate` to the caller; `usage` prices and records
-//! what was used. Translators are pure; I/O lives in `server`, `upstream`, `config`.
+//! what was used. Translators are pure; I/O lives in `server`, `upstream`, `credentials`, `config`.
 
 pub mod auth;
 pub mod bedrock;
 pub mod body;
 pub mod config;
+pub mod credentials;
 pub mod endpoints;
 pub mod error;
 pub mod limits;

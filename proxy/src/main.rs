@@ -9,6 +9,7 @@ use clap::{Args, Parser};
 use proxy::auth::oidc::{OidcConfig, OidcVerifier, REFRESH_EVERY};
 use proxy::auth::tokenreview::{TokenReviewConfig, TokenReviewer};
 use proxy::config::{ConfigDir, ConfigStore, KubeSource, ManifestDir, Publisher, Source};
+use proxy::credentials::{CredentialMetrics, PodIdentityEnv, Registry};
 use proxy::limits::Limiter;
 use proxy::metrics::Metrics;
 use proxy::server::{App, serve, serve_ops};
@@ -144,6 +145,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     let source = source(&cli).await?;
     let metrics = Metrics::with_user_label(cli.metrics_user_label);
+    let credential_metrics = CredentialMetrics::new();
+    metrics.register(Box::new(credential_metrics.clone())).map_err(|e| format!("metrics: {e}"))?;
+    let credentials = Arc::new(Registry::new(PodIdentityEnv::from_process(), credential_metrics));
     let limiter = match &cli.redis_url {
         Some(url) => Limiter::redis(url, !cli.limits_fail_closed)?,
         None => Limiter::local(),
@@ -153,6 +157,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         store.clone(),
         metrics.clone(),
         sim.as_ref().map(|h| SimulatorOverride { url: h.url() }),
+        credentials,
     );
     // Until the first config loads, /readyz answers 503.
     tokio::spawn(source.run(publisher));

@@ -186,6 +186,11 @@ impl Metrics {
         }
     }
 
+    /// Adds families kept elsewhere (the credential metrics) to the exposition.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(collector)
+    }
+
     /// The Prometheus text exposition of every family.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(4096);

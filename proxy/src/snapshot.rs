@@ -9,6 +9,7 @@ use std::sync::Arc;
 use api::config::{AccountAuth, AccountSecret, ApiKeyIdentity, Endpoints, GatewayConfig, Model, Rendered};
 
 use crate::auth::Subject;
+use crate::credentials::{AccountCredentials, Registry};
 use crate::policy::PolicySet;
 use crate::upstream::{Signer, Target};
 
@@ -50,16 +51,21 @@ pub struct SimulatorOverride {
 }
 
 impl Snapshot {
-    /// Compiles a rendered config. Accounts whose credentials cannot be used still load; their
-    /// calls fail with a 503 that says why.
-    pub fn build(rendered: Rendered, generation: u64, sim: Option<&SimulatorOverride>) -> Snapshot {
+    /// Compiles a rendered config, taking each account's credentials from `registry`. Accounts
+    /// whose credentials cannot be used still load; their calls fail with a 503 that says why.
+    pub fn build(
+        rendered: Rendered,
+        generation: u64,
+        sim: Option<&SimulatorOverride>,
+        registry: &Registry,
+    ) -> Snapshot {
         let Rendered { config, credentials } = rendered;
         let signers: HashMap<&str, Signer> = config
             .accounts
             .values()
             .map(|account| {
                 let secret = credentials.accounts.get(&account.name);
-                (account.name.as_str(), signer_for(&account.name, &account.auth, secret, sim))
+                (account.name.as_str(), signer_for(account, secret, sim, registry))
             })
             .collect();
         let mut routes = HashMap::with_capacity(config.models.len());
@@ -70,7 +76,7 @@ impl Snapshot {
                 None => Endpoints::for_region(&account.endpoints.runtime, &model.region),
             };
             let signer = signers.get(model.account.as_str()).cloned().unwrap_or_else(|| {
-                Signer::Unavailable(format!("account `{}` has no credentials", model.account).into())
+                AccountCredentials::unavailable(&model.account, "the account is not in the rendered config")
             });
             let targets = (
                 Target::model_operation(&runtime, &model.model_id, "converse", &model.region),
@@ -108,46 +114,23 @@ fn subject_of(id: ApiKeyIdentity) -> Arc<Subject> {
     Arc::new(Subject::user(id.user, id.teams))
 }
 
+/// The account's credentials; with the simulator override, the simulator's test keys.
 fn signer_for(
-    account: &str,
-    auth: &AccountAuth,
+    account: &api::config::Account,
     secret: Option<&AccountSecret>,
     sim: Option<&SimulatorOverride>,
+    registry: &Registry,
 ) -> Signer {
-    if sim.is_some() {
-        return match auth {
-            AccountAuth::ApiKey => Signer::bearer(bedrock_sim::TEST_BEARER_TOKEN).expect("token is ASCII"),
-            _ => Signer::static_keys(
-                bedrock_sim::TEST_ACCESS_KEY_ID,
-                bedrock_sim::TEST_SECRET_ACCESS_KEY,
-                None,
-            ),
-        };
-    }
-    match (auth, secret) {
-        (
-            AccountAuth::AccessKey,
-            Some(AccountSecret::AccessKey { access_key_id, secret_access_key, session_token }),
-        ) => Signer::static_keys(
-            access_key_id.expose(),
-            secret_access_key.expose(),
-            session_token.as_ref().map(|t| t.expose()),
-        ),
-        (AccountAuth::ApiKey, Some(AccountSecret::ApiKey { api_key })) => {
-            Signer::bearer(api_key.expose()).unwrap_or_else(|| {
-                Signer::Unavailable(
-                    format!("the Bedrock API key of account `{account}` contains characters not allowed in an HTTP header")
-                        .into(),
-                )
-            })
+    match (sim, &account.auth) {
+        (Some(_), AccountAuth::ApiKey) => {
+            AccountCredentials::api_key(&account.name, bedrock_sim::TEST_BEARER_TOKEN)
         }
-        (AccountAuth::PodIdentity | AccountAuth::AssumeRole { .. }, _) => Signer::Unavailable(
-            format!(
-                "account `{account}` uses pod identity or an assumed role, which this proxy build cannot use yet; \
-                 use accessKey or apiKey auth"
-            )
-            .into(),
+        (Some(_), _) => AccountCredentials::static_keys(
+            &account.name,
+            bedrock_sim::TEST_ACCESS_KEY_ID,
+            bedrock_sim::TEST_SECRET_ACCESS_KEY,
+            None,
         ),
-        _ => Signer::Unavailable(format!("account `{account}` has no credentials in the rendered config").into()),
+        (None, _) => registry.for_account(account, secret),
     }
 }

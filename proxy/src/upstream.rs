@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
     SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode, sign,
 };
@@ -20,49 +19,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use crate::credentials::{AccountCredentials, Authorization};
 use crate::error::ApiError;
 
-/// How requests of one account are authenticated to AWS.
-#[derive(Clone)]
-pub enum Signer {
-    /// SigV4 with these credentials (signing name `bedrock`).
-    SigV4(Identity),
-    /// `Authorization: Bearer` with a Bedrock API key (marked sensitive so hyper never logs it).
-    Bearer(HeaderValue),
-    /// The account has no usable credentials; the reason names the account and what to fix.
-    Unavailable(Arc<str>),
-}
-
-impl std::fmt::Debug for Signer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Signer::SigV4(_) => f.write_str("SigV4(<redacted>)"),
-            Signer::Bearer(_) => f.write_str("Bearer(<redacted>)"),
-            Signer::Unavailable(why) => write!(f, "Unavailable({why})"),
-        }
-    }
-}
-
-impl Signer {
-    /// A SigV4 signer from static keys.
-    pub fn static_keys(access_key_id: &str, secret_access_key: &str, session_token: Option<&str>) -> Self {
-        let creds = Credentials::new(
-            access_key_id,
-            secret_access_key,
-            session_token.map(str::to_owned),
-            None,
-            "bedrock-gateway-static",
-        );
-        Signer::SigV4(creds.into())
-    }
-
-    /// A bearer signer from a Bedrock API key; `None` when the key is not a valid header value.
-    pub fn bearer(api_key: &str) -> Option<Self> {
-        let mut value = HeaderValue::try_from(format!("Bearer {api_key}")).ok()?;
-        value.set_sensitive(true);
-        Some(Signer::Bearer(value))
-    }
-}
+/// How requests of one account are authenticated to AWS: its [`AccountCredentials`].
+pub type Signer = AccountCredentials;
 
 /// One prepared Bedrock call target: URI (model id already percent-encoded), host and region.
 #[derive(Clone, Debug)]
@@ -145,12 +106,11 @@ impl Upstream {
             .header(ACCEPT, HeaderValue::from_static(accept))
             .body(Full::new(Bytes::new()))
             .expect("request parts are valid");
-        match signer {
-            Signer::SigV4(identity) => sign_v4(&mut request, identity, &target.region, &body)?,
-            Signer::Bearer(value) => {
-                request.headers_mut().insert(AUTHORIZATION, value.clone());
+        match signer.authorization().await? {
+            Authorization::SigV4(identity) => sign_v4(&mut request, &identity, &target.region, &body)?,
+            Authorization::Bearer(value) => {
+                request.headers_mut().insert(AUTHORIZATION, value);
             }
-            Signer::Unavailable(why) => return Err(ApiError::unavailable(why.to_string())),
         }
         *request.body_mut() = Full::new(Bytes::from(body));
         self.client.request(request).await.map_err(|e| {
@@ -221,9 +181,41 @@ mod tests {
 
     #[test]
     fn signers_do_not_print_secrets() {
-        let s = Signer::static_keys("AKIAEXAMPLE", "very-secret", Some("token"));
-        assert_eq!(format!("{s:?}"), "SigV4(<redacted>)");
-        let b = Signer::bearer("ABSKsecret").unwrap();
-        assert_eq!(format!("{b:?}"), "Bearer(<redacted>)");
+        let s = Signer::static_keys("prod", "AKIAEXAMPLE", "very-secret", Some("token"));
+        assert_eq!(format!("{s:?}"), "AccountCredentials(prod: static keys <redacted>)");
+        let b = Signer::api_key("prod", "ABSKsecret");
+        assert_eq!(format!("{b:?}"), "AccountCredentials(prod: Bedrock API key <redacted>)");
+    }
+
+    #[tokio::test]
+    async fn static_keys_sign_with_the_session_token() {
+        let signer = Signer::static_keys("prod", "AKIAEXAMPLE", "very-secret", Some("the-token"));
+        let Authorization::SigV4(identity) = signer.authorization().await.unwrap() else {
+            panic!("not SigV4")
+        };
+        let target = Target::model_operation("http://127.0.0.1:9/", "m", "converse", "us-east-1").unwrap();
+        let mut request = Request::builder()
+            .uri(target.uri.clone())
+            .header(HOST, target.host.clone())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        sign_v4(&mut request, &identity, &target.region, b"{}").unwrap();
+        assert_eq!(request.headers()["x-amz-security-token"], "the-token");
+        let auth = request.headers()[AUTHORIZATION].to_str().unwrap();
+        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/"), "{auth}");
+        assert!(auth.contains("x-amz-security-token"), "{auth}");
+        assert!(!auth.contains("very-secret"));
+    }
+
+    #[tokio::test]
+    async fn unusable_api_key_is_a_503_naming_the_account() {
+        let err = Signer::api_key("prod", "bad\nkey").authorization().await.unwrap_err();
+        assert_eq!(err.status.as_u16(), 503);
+        assert_eq!(err.code, Some("aws_credentials_unavailable"));
+        assert_eq!(
+            err.message,
+            "The gateway has no AWS credentials for account `prod`: its Bedrock API key contains characters not \
+             allowed in an HTTP header"
+        );
     }
 }

@@ -116,7 +116,7 @@ async fn start_refreshing(issuer: &Issuer, min_refresh_interval: Duration) -> Ha
         teams_claim: "groups".into(),
         ca_file: None,
     };
-    Harness::start_with(|app| app.auth.oidc = Some(OidcVerifier::new(config).unwrap())).await
+    Harness::start_configured(|app| app.auth.oidc = Some(OidcVerifier::new(config).unwrap())).await
 }
 
 async fn models(h: &Harness, token: &str) -> (StatusCode, Value) {

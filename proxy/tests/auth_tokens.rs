@@ -137,7 +137,8 @@ async fn start(api_url: &str) -> Harness {
         audience: "bedrock-gateway".into(),
     };
     let h =
-        Harness::start_with(|app| app.auth.token_review = Some(TokenReviewer::new(config).unwrap())).await;
+        Harness::start_configured(|app| app.auth.token_review = Some(TokenReviewer::new(config).unwrap()))
+            .await;
     for attempt in 0..100 {
         if attempt % 10 == 0 {
             std::fs::write(h.dir.join("sa-policy.yaml"), format!("# {attempt}\n{SA_POLICY}")).unwrap();
@@ -210,7 +211,8 @@ async fn unreachable_api_server_is_503() {
         audience: "bedrock-gateway".into(),
     };
     let h =
-        Harness::start_with(|app| app.auth.token_review = Some(TokenReviewer::new(config).unwrap())).await;
+        Harness::start_configured(|app| app.auth.token_review = Some(TokenReviewer::new(config).unwrap()))
+            .await;
     let r = h.call(Method::GET, "/v1/models", Some(&token("apps/bot", 3600)), None).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
     // API keys keep working.

@@ -2,7 +2,6 @@
 
 #[allow(dead_code)]
 mod config_support;
-#[allow(dead_code)]
 mod fixtures;
 
 use std::os::unix::fs::symlink;

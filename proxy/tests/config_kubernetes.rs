@@ -4,7 +4,6 @@
 
 #[allow(dead_code)]
 mod config_support;
-#[allow(dead_code)]
 mod fixtures;
 
 use std::collections::{BTreeMap, HashMap};

@@ -3,7 +3,6 @@
 
 #[allow(dead_code)]
 mod config_support;
-#[allow(dead_code)]
 mod fixtures;
 
 use std::sync::Arc;

@@ -271,7 +271,7 @@ async fn budget_per_day() {
 
 #[tokio::test]
 async fn per_user_cost_label_only_when_enabled() {
-    let h = Harness::start_with(|app| {
+    let h = Harness::start_configured(|app| {
         app.metrics = proxy::metrics::Metrics::with_user_label(true);
         app.usage = proxy::usage::Recorder::new(app.metrics.clone(), proxy::limits::Limiter::local());
     })

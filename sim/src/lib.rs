@@ -46,6 +46,8 @@ pub struct SimConfig {
     pub bearer_tokens: Vec<String>,
     /// Keep a copy of every Bedrock API request for inspection.
     pub record_requests: bool,
+    /// Base URL of a moto server whose STS-issued temporary credentials are accepted too.
+    pub moto_url: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -54,6 +56,7 @@ impl Default for SimConfig {
             credentials: vec![(TEST_ACCESS_KEY_ID.to_owned(), TEST_SECRET_ACCESS_KEY.to_owned())],
             bearer_tokens: vec![TEST_BEARER_TOKEN.to_owned()],
             record_requests: true,
+            moto_url: None,
         }
     }
 }

@@ -25,6 +25,9 @@ struct Args {
     /// Do not record requests (for benchmarks).
     #[arg(long)]
     no_record: bool,
+    /// Also accept the temporary credentials issued by the moto server at this URL (its STS).
+    #[arg(long)]
+    moto_url: Option<String>,
 }
 
 #[tokio::main]
@@ -38,6 +41,7 @@ async fn main() -> std::io::Result<()> {
         credentials: vec![(args.access_key_id, args.secret_access_key)],
         bearer_tokens: args.bearer_tokens,
         record_requests: !args.no_record,
+        moto_url: args.moto_url,
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let handle = bedrock_sim::spawn(config, listener).await;

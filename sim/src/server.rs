@@ -19,10 +19,11 @@ use percent_encoding::percent_decode_str;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::Keyring;
 use crate::errors::{AwsError, request_id};
 use crate::record::{RecordedRequest, Recorder};
 use crate::sigv4::SignedRequest;
-use crate::{SimConfig, auth, cache, converse, eventstream, faults, invoke, reply, request, stream};
+use crate::{SimConfig, cache, converse, eventstream, faults, invoke, reply, request, stream};
 
 /// Response body type: a whole buffer or a stream of event frames.
 type Body = UnsyncBoxBody<Bytes, io::Error>;
@@ -37,6 +38,7 @@ struct State {
     config: SimConfig,
     recorder: Recorder,
     prompt_cache: cache::PromptCache,
+    keyring: Keyring,
 }
 
 /// A running simulator; dropping it (or calling [`SimHandle::shutdown`]) stops the server.
@@ -72,6 +74,11 @@ impl SimHandle {
         self.state.recorder.clear();
     }
 
+    /// Accepts these temporary credentials from now on (as `POST /_sim/credentials` does).
+    pub fn register_credentials(&self, access_key_id: &str, secret_access_key: &str, session_token: &str) {
+        self.state.keyring.register(access_key_id, secret_access_key, session_token);
+    }
+
     /// Stops the server and closes open connections.
     pub fn shutdown(self) {}
 }
@@ -80,6 +87,7 @@ impl SimHandle {
 pub async fn spawn(config: SimConfig, listener: TcpListener) -> SimHandle {
     let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     let state = Arc::new(State {
+        keyring: Keyring::new(&config),
         config,
         recorder: Recorder::default(),
         prompt_cache: cache::PromptCache::default(),
@@ -143,7 +151,9 @@ fn error_response(err: &AwsError) -> Response<Body> {
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
-    let mut resp = if parts.uri.path().starts_with("/_sim/") {
+    let mut resp = if parts.method == Method::POST && parts.uri.path() == "/_sim/credentials" {
+        register_credentials(&state, body).await
+    } else if parts.uri.path().starts_with("/_sim/") {
         control(&state, &parts.method, parts.uri.path())
     } else {
         bedrock_request(&state, parts, body).await
@@ -177,6 +187,18 @@ async fn bedrock_request(state: &State, parts: http::request::Parts, body: Incom
             bedrock(state, &parts, &target, &body).await.unwrap_or_else(|e| error_response(&e))
         }
         Err(e) => error_response(&AwsError::validation(format!("Unable to read the request body: {e}"))),
+    }
+}
+
+/// `POST /_sim/credentials`: accept the temporary credentials in the JSON body.
+async fn register_credentials(state: &State, body: Incoming) -> Response<Body> {
+    let registered = match Limited::new(body, 64 * 1024).collect().await {
+        Ok(body) => state.keyring.register_json(&body.to_bytes()),
+        Err(e) => Err(AwsError::validation(format!("Unable to read the request body: {e}"))),
+    };
+    match registered {
+        Ok(()) => response(StatusCode::NO_CONTENT, "text/plain", Bytes::new()),
+        Err(e) => error_response(&e),
     }
 }
 
@@ -245,7 +267,7 @@ async fn bedrock(
         authority: parts.uri.authority().map(|a| a.as_str()),
         body,
     };
-    auth::authenticate(&state.config, &signed, SystemTime::now())?;
+    state.keyring.authenticate(&signed, SystemTime::now()).await?;
     let model_id = decode_model_id(label)?;
     if op == Operation::Invoke {
         let reply = invoke::answer(&model_id, &parts.headers, body).await?;

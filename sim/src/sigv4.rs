@@ -1,6 +1,7 @@
 //! SigV4 verification the way bedrock-runtime does it: the signature is recomputed from the
 //! received request (raw path encoded a second time, no normalization, the signed headers, the
-//! SHA-256 of the body) and compared with the one in the `Authorization` header.
+//! SHA-256 of the body) and compared with the one in the `Authorization` header. Temporary
+//! credentials also need their exact session token in `X-Amz-Security-Token`, as AWS requires.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -37,6 +38,20 @@ pub(crate) struct SignedRequest<'a> {
     pub body: &'a [u8],
 }
 
+/// What the simulator knows about an access key id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct KnownKey {
+    /// The secret access key.
+    pub secret: String,
+    /// The session token of temporary credentials; long-term keys have none.
+    pub session_token: Option<String>,
+}
+
+/// The access key id of a SigV4 `Authorization` header, if it names one.
+pub(crate) fn access_key_id(authorization: &str) -> Option<&str> {
+    parse_authorization(authorization).ok().map(|a| a.access_key_id)
+}
+
 /// Parsed `Authorization: AWS4-HMAC-SHA256 ...` header.
 struct AuthHeader<'a> {
     access_key_id: &'a str,
@@ -49,24 +64,27 @@ struct AuthHeader<'a> {
     signature: &'a str,
 }
 
-/// Verifies a SigV4 `Authorization` header value against the request, with `now` as the clock.
+/// Verifies a SigV4 `Authorization` header value against the request, with `now` as the clock;
+/// `lookup` finds what is known about an access key id.
 pub(crate) fn verify(
     req: &SignedRequest<'_>,
     authorization: &str,
-    credentials: &[(String, String)],
+    lookup: impl Fn(&str) -> Option<KnownKey>,
     now: SystemTime,
 ) -> Result<(), AwsError> {
     let auth = parse_authorization(authorization)?;
-    let secret = credentials
-        .iter()
-        .find(|(akid, _)| akid == auth.access_key_id)
-        .map(|(_, secret)| secret.as_str())
-        .ok_or_else(|| {
-            AwsError::forbidden(
-                "UnrecognizedClientException",
-                "The security token included in the request is invalid.",
-            )
-        })?;
+    let key = lookup(auth.access_key_id).ok_or_else(unrecognized)?;
+    let sent_token = req.headers.get("x-amz-security-token").map(|v| v.as_bytes());
+    let token_matches = match (key.session_token.as_deref(), sent_token) {
+        (None, None) => true,
+        (Some(expected), Some(sent)) => constant_time_eq(expected.as_bytes(), sent),
+        // Temporary keys without their token, or long-term keys with one.
+        _ => false,
+    };
+    if !token_matches {
+        return Err(unrecognized());
+    }
+    let secret = key.secret.as_str();
     if auth.terminator != "aws4_request" {
         return Err(invalid(format!(
             "Credential should be scoped with a valid terminator: 'aws4_request', not '{}'.",
@@ -112,6 +130,13 @@ pub(crate) fn verify(
     } else {
         Err(invalid(MISMATCH))
     }
+}
+
+fn unrecognized() -> AwsError {
+    AwsError::forbidden(
+        "UnrecognizedClientException",
+        "The security token included in the request is invalid.",
+    )
 }
 
 fn invalid(message: impl Into<String>) -> AwsError {
@@ -286,8 +311,14 @@ mod tests {
     // Same, for the ARN path with session token "session-token-123".
     const BOTOCORE_AUTH_TOKEN: &str = "AWS4-HMAC-SHA256 Credential=AKIASIMULATOR0000001/20250601/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, Signature=9df3bbddc90afec00d192d5b27ee13e682c7de59a9bc93985e2e23c37e3599cf";
 
-    fn creds() -> Vec<(String, String)> {
-        crate::SimConfig::default().credentials
+    const TOKEN: &str = "session-token-123";
+
+    /// The default long-term key, and the same key id with [`TOKEN`] for the session-token vector.
+    fn lookup(id: &str, token: Option<&str>) -> Option<KnownKey> {
+        (id == crate::TEST_ACCESS_KEY_ID).then(|| KnownKey {
+            secret: crate::TEST_SECRET_ACCESS_KEY.to_owned(),
+            session_token: token.map(str::to_owned),
+        })
     }
 
     fn signed_at() -> SystemTime {
@@ -313,7 +344,7 @@ mod tests {
         now: SystemTime,
     ) -> Result<(), AwsError> {
         let req = SignedRequest { method: "POST", target, headers, authority: None, body };
-        verify(&req, auth, &creds(), now)
+        verify(&req, auth, |id| lookup(id, None), now)
     }
 
     #[test]
@@ -321,10 +352,27 @@ mod tests {
         assert_eq!(check(PATH, &headers(None), BODY, BOTOCORE_AUTH, signed_at()), Ok(()));
     }
 
+    fn check_temporary(headers: &HeaderMap, auth: &str) -> Result<(), AwsError> {
+        let req = SignedRequest { method: "POST", target: ARN_PATH, headers, authority: None, body: BODY };
+        verify(&req, auth, |id| lookup(id, Some(TOKEN)), signed_at())
+    }
+
     #[test]
     fn accepts_botocore_signature_for_arn_with_session_token() {
-        let h = headers(Some("session-token-123"));
-        assert_eq!(check(ARN_PATH, &h, BODY, BOTOCORE_AUTH_TOKEN, signed_at()), Ok(()));
+        assert_eq!(check_temporary(&headers(Some(TOKEN)), BOTOCORE_AUTH_TOKEN), Ok(()));
+    }
+
+    #[test]
+    fn temporary_keys_need_their_own_session_token() {
+        let unrecognized = |r: Result<(), AwsError>| {
+            let err = r.unwrap_err();
+            assert_eq!((err.status.as_u16(), err.code), (403, "UnrecognizedClientException"));
+        };
+        // Another token (even signed correctly by the client) or none at all.
+        unrecognized(check_temporary(&headers(Some("session-token-124")), BOTOCORE_AUTH_TOKEN));
+        unrecognized(check_temporary(&headers(None), BOTOCORE_AUTH));
+        // Long-term keys with a token.
+        unrecognized(check(ARN_PATH, &headers(Some(TOKEN)), BODY, BOTOCORE_AUTH_TOKEN, signed_at()));
     }
 
     #[test]
@@ -338,7 +386,7 @@ mod tests {
             authority: Some("127.0.0.1:9090"),
             body: BODY,
         };
-        assert_eq!(verify(&req, BOTOCORE_AUTH, &creds(), signed_at()), Ok(()));
+        assert_eq!(verify(&req, BOTOCORE_AUTH, |id| lookup(id, None), signed_at()), Ok(()));
     }
 
     #[test]
@@ -368,8 +416,8 @@ mod tests {
             authority: None,
             body: BODY,
         };
-        let other = vec![(crate::TEST_ACCESS_KEY_ID.to_owned(), "wrong".to_owned())];
-        let err = verify(&req, BOTOCORE_AUTH, &other, signed_at()).unwrap_err();
+        let wrong = |_: &str| Some(KnownKey { secret: "wrong".to_owned(), session_token: None });
+        let err = verify(&req, BOTOCORE_AUTH, wrong, signed_at()).unwrap_err();
         assert_eq!(err.code, "InvalidSignatureException");
     }
 
@@ -383,7 +431,14 @@ mod tests {
 
     #[test]
     fn unsigned_session_token_is_rejected() {
-        let err = check(PATH, &headers(Some("tok")), BODY, BOTOCORE_AUTH, signed_at()).unwrap_err();
+        let req = SignedRequest {
+            method: "POST",
+            target: PATH,
+            headers: &headers(Some(TOKEN)),
+            authority: None,
+            body: BODY,
+        };
+        let err = verify(&req, BOTOCORE_AUTH, |id| lookup(id, Some(TOKEN)), signed_at()).unwrap_err();
         assert_eq!(err.code, "InvalidSignatureException");
         assert!(err.message.contains("X-Amz-Security-Token"), "{}", err.message);
     }

@@ -146,10 +146,12 @@ def test_assume_role_policies_name_each_other():
     gateway_role = yaml.safe_load((EXAMPLES / "assume-role/helm/values.yaml").read_text())["proxy"]["aws"]["irsaRoleArn"]
     trust = json.loads((EXAMPLES / "assume-role/iam/bedrock-invoke-trust-policy.json").read_text())["Statement"][0]
     assert trust["Principal"] == {"AWS": gateway_role}
-    assert trust["Action"] == "sts:AssumeRole"
+    # The gateway tags its sessions (account, namespace, gateway): both sides must allow TagSession.
+    assert trust["Action"] == ["sts:AssumeRole", "sts:TagSession"]
     assert trust["Condition"]["StringEquals"]["sts:ExternalId"] == account["spec"]["auth"]["assumeRole"]["externalId"]
     gateway = json.loads((EXAMPLES / "assume-role/iam/gateway-role-policy.json").read_text())["Statement"][0]
     assert gateway["Resource"] == account["spec"]["auth"]["assumeRole"]["roleArn"]
+    assert gateway["Action"] == ["sts:AssumeRole", "sts:TagSession"]
 
 
 def test_irsa_trust_policy_names_the_charts_service_accounts_of_that_role():

@@ -14,6 +14,8 @@ against the AWS model and botocore's SigV4; any problem fails the test.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import signal
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +35,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from contracts import (  # noqa: E402
+    SIM_SECRETS,
     AsyncValidatingTransport,
     ResponseLog,
     ValidatingTransport,
@@ -132,15 +136,71 @@ class Sim:
 
 
 @dataclass
+class Moto:
+    """A moto_server: STS for the credential tests, with a recording of every request."""
+
+    proc: Proc
+    url: str
+    recording: Path
+    _http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10))
+
+    def issued_secrets(self) -> dict[str, str]:
+        """Access key id -> secret of every session moto's STS issued (its /moto-api/data.json)."""
+        data = self._http.get(f"{self.url}/moto-api/data.json").json()
+        return {r["access_key_id"]: r["secret_access_key"] for r in data.get("sts", {}).get("AssumedRole", [])}
+
+    def sts_calls(self) -> list[dict[str, str]]:
+        """Form parameters of each STS call received, oldest first, plus its Authorization header."""
+        calls = []
+        text = self.recording.read_text() if self.recording.exists() else ""
+        for line in text.splitlines():
+            entry = json.loads(line)
+            body = entry.get("body") or ""
+            if entry.get("body_encoded"):
+                body = base64.b64decode(body).decode()
+            params = dict(urllib.parse.parse_qsl(body))
+            if "Action" in params:
+                params["_authorization"] = entry.get("headers", {}).get("Authorization", "")
+                calls.append(params)
+        return calls
+
+
+def start_moto(logdir: Path, name: str = "moto") -> Moto:
+    exe = Path(sys.executable).parent / "moto_server"
+    if not exe.exists():
+        pytest.fail(f"{exe} not found: install tests/e2e/requirements.txt (scripts/test does)", pytrace=False)
+    port = free_port()
+    recording = logdir / f"{name}-recording.jsonl"
+    env = {**os.environ, "MOTO_ENABLE_RECORDING": "True", "MOTO_RECORDER_FILEPATH": str(recording)}
+    proc = Proc(name, [str(exe), "-H", "127.0.0.1", "-p", str(port)], logdir, env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + READY_TIMEOUT
+    with httpx.Client(timeout=2) as http:
+        while time.monotonic() < deadline and proc.p.poll() is None:
+            try:
+                if http.get(f"{url}/moto-api/data.json").status_code == 200:
+                    return Moto(proc, url, recording)
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+    proc.stop()
+    pytest.fail(f"moto_server did not answer within {READY_TIMEOUT:.0f}s\n{proc.diagnostics()}", pytrace=False)
+
+
+@dataclass
 class Gateway:
     proc: Proc
     url: str
     manifests: Path
 
 
-def start_sim(logdir: Path) -> Sim:
+def start_sim(logdir: Path, moto_url: str | None = None) -> Sim:
     port = free_port()
-    proc = Proc("bedrock-sim", [str(binary("bedrock-sim")), "--listen", f"127.0.0.1:{port}"], logdir)
+    argv = [str(binary("bedrock-sim")), "--listen", f"127.0.0.1:{port}"]
+    if moto_url:
+        # Session credentials moto's STS issues are accepted (and verified) like AWS's.
+        argv += ["--moto-url", moto_url]
+    proc = Proc("bedrock-sim", argv, logdir)
     deadline = time.monotonic() + READY_TIMEOUT
     marker = "bedrock-sim listening on "
     while time.monotonic() < deadline:
@@ -297,8 +357,16 @@ def logdir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def sim(logdir: Path) -> Sim:
-    s = start_sim(logdir)
+def moto(logdir: Path) -> Moto:
+    """moto_server as STS (AssumeRole, AssumeRoleWithWebIdentity), recording what it receives."""
+    m = start_moto(logdir)
+    yield m
+    m.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def sim(logdir: Path, moto: Moto) -> Sim:
+    s = start_sim(logdir, moto.url)
     yield s
     s.proc.stop()
 
@@ -424,6 +492,10 @@ def pytest_runtest_call(item: pytest.Item):
         gw = getattr(item, "funcargs", {}).get("gateway")
         if gw is not None and gw.proc.p.poll() is not None:
             problems.append(f"[gateway] the proxy process died during this test\n{gw.proc.diagnostics()}")
+        m = getattr(item, "funcargs", {}).get("moto")
+        if m is not None:
+            # Requests signed with moto-issued session credentials are checked with their secrets.
+            SIM_SECRETS.update(m.issued_secrets())
         s = _sim_of(item)
         if s is not None:
             try:

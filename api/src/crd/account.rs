@@ -85,6 +85,11 @@ pub struct AssumeRoleSpec {
     /// Role session name shown in CloudTrail; default bedrock-gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_name: Option<String>,
+    /// Lifetime of the assumed-role session in seconds (900 to the role's maximum, at most 43200);
+    /// default 3600. The gateway refreshes the session before it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 900, max = 43200))]
+    pub duration_seconds: Option<u32>,
 }
 
 /// Static access keys from a Secret in the account's namespace.

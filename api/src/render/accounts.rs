@@ -135,6 +135,7 @@ fn auth(
             role_arn: role.role_arn.clone(),
             external_id: role.external_id.clone().filter(|s| !s.is_empty()),
             session_name: session_name.unwrap_or_else(|| DEFAULT_SESSION_NAME.to_string()),
+            duration_seconds: role.duration_seconds,
         };
         return Some((auth, None));
     }

@@ -25,6 +25,7 @@ pub use files::ConfigDir;
 pub use kubernetes::KubeSource;
 pub use manifests::ManifestDir;
 
+use crate::credentials::Registry;
 use crate::metrics::Metrics;
 use crate::snapshot::{SimulatorOverride, Snapshot};
 
@@ -79,16 +80,26 @@ struct Shared {
     store: Arc<ConfigStore>,
     metrics: Metrics,
     sim: Option<SimulatorOverride>,
+    /// AWS credentials of the accounts, kept warm across reloads.
+    credentials: Arc<Registry>,
     /// Generation of the last published snapshot; the lock also orders concurrent publishers.
     generation: Mutex<u64>,
 }
 
 impl Publisher {
-    /// Publishes into `store`, counting in `metrics`; with `sim`, every account is served by the
-    /// embedded simulator.
-    pub fn new(store: Arc<ConfigStore>, metrics: Metrics, sim: Option<SimulatorOverride>) -> Self {
+    /// Publishes into `store`, counting in `metrics`, signing with `credentials`; with `sim`,
+    /// every account is served by the embedded simulator.
+    pub fn new(
+        store: Arc<ConfigStore>,
+        metrics: Metrics,
+        sim: Option<SimulatorOverride>,
+        credentials: Arc<Registry>,
+    ) -> Self {
         let generation = Mutex::new(store.current().map_or(0, |s| s.generation));
-        Publisher { shared: Arc::new(Shared { store, metrics, sim, generation }), superseded: None }
+        Publisher {
+            shared: Arc::new(Shared { store, metrics, sim, credentials, generation }),
+            superseded: None,
+        }
     }
 
     /// A publisher for a fallback source, silenced for good once the flag is set.
@@ -127,7 +138,7 @@ impl Publisher {
             fallback.store(true, Ordering::SeqCst);
         }
         let next = *generation + 1;
-        let snapshot = Snapshot::build(rendered, next, self.shared.sim.as_ref());
+        let snapshot = Snapshot::build(rendered, next, self.shared.sim.as_ref(), &self.shared.credentials);
         let models = snapshot.routes.len();
         self.shared.store.publish(snapshot);
         *generation = next;

@@ -46,7 +46,12 @@ impl Parts {
         let rendered = ManifestDir::new(&dir, Duration::from_secs(1)).load().expect("quick-start renders");
         let store = Arc::new(ConfigStore::default());
         let metrics = Metrics::new();
-        let publisher = Publisher::new(store.clone(), metrics.clone(), None);
+        let publisher = Publisher::new(
+            store.clone(),
+            metrics.clone(),
+            None,
+            Arc::new(proxy::credentials::Registry::from_process()),
+        );
         Parts { sim, rendered, dir, store, metrics, publisher }
     }
 

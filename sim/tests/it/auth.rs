@@ -20,15 +20,50 @@ async fn sigv4_signed_request_succeeds_over_http1_and_h2c() {
 }
 
 #[tokio::test]
-async fn sigv4_with_arn_model_id_and_session_token_succeeds() {
+async fn sigv4_with_arn_model_id_and_registered_session_credentials_succeeds() {
     let sim = start().await;
+    sim.register_credentials("ASIATEMPORARY0000001", "temporary-secret", "session-token");
     let path = "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aapplication-inference-profile%2Fabc123/converse";
     let auth =
-        Auth::SigV4(TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, Some("session-token"), SystemTime::now());
+        Auth::SigV4("ASIATEMPORARY0000001", "temporary-secret", Some("session-token"), SystemTime::now());
     let req = post(&sim.url(), path, user_body("hi"), auth);
     assert!(req.headers().contains_key("x-amz-security-token"));
     let resp = send(&http1(), req).await;
     assert_eq!(resp.status, 200, "{:?}", resp.body);
+}
+
+#[tokio::test]
+async fn session_credentials_registered_over_http_need_their_exact_token() {
+    let sim = start().await;
+    let client = http1();
+    let key = |token| Auth::SigV4("ASIAREGISTERED000001", "registered-secret", token, SystemTime::now());
+    // Unknown until registered.
+    let resp = send(&client, post(&sim.url(), &converse_path(), user_body("a"), key(Some("tok-1")))).await;
+    resp.assert_error(403, "UnrecognizedClientException");
+    let register = http::Request::post(format!("{}/_sim/credentials", sim.url()))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            br#"{"accessKeyId":"ASIAREGISTERED000001","secretAccessKey":"registered-secret","sessionToken":"tok-1"}"#,
+        )))
+        .unwrap();
+    assert_eq!(send(&client, register).await.status, 204);
+    let resp = send(&client, post(&sim.url(), &converse_path(), user_body("a"), key(Some("tok-1")))).await;
+    assert_eq!(resp.status, 200, "{:?}", resp.body);
+    for wrong in [Some("tok-2"), None] {
+        let resp = send(&client, post(&sim.url(), &converse_path(), user_body("a"), key(wrong))).await;
+        assert_eq!(
+            resp.assert_error(403, "UnrecognizedClientException"),
+            "The security token included in the request is invalid."
+        );
+    }
+    // Long-term keys never come with a session token.
+    let auth = Auth::SigV4(TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, Some("tok-1"), SystemTime::now());
+    send(&client, post(&sim.url(), &converse_path(), user_body("a"), auth))
+        .await
+        .assert_error(403, "UnrecognizedClientException");
+    let bad = http::Request::post(format!("{}/_sim/credentials", sim.url()))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(br#"{"accessKeyId":"A"}"#)))
+        .unwrap();
+    send(&client, bad).await.assert_error(400, "ValidationException");
 }
 
 #[tokio::test]
@@ -95,6 +130,7 @@ async fn configured_credentials_replace_the_defaults() {
         credentials: vec![("AKIAOTHER".into(), "other-secret".into())],
         bearer_tokens: vec!["other-token".into()],
         record_requests: false,
+        moto_url: None,
     };
     let sim = start_with(config).await;
     let ok = Auth::SigV4("AKIAOTHER", "other-secret", None, SystemTime::now());
