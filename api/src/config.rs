@@ -204,6 +204,10 @@ pub struct Model {
     /// Cohere `input_type` for embedding requests that send none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_input_type: Option<EmbeddingInputType>,
+    /// For inference profiles and ARNs: the foundation model behind them, as GetInferenceProfile
+    /// reports it (filled in by the operator); decides capabilities and the built-in price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlying_model_id: Option<String>,
 }
 
 /// Cohere Embed `input_type` values: the CRD's enum as is.

@@ -1,4 +1,5 @@
-//! `application/vnd.amazon.eventstream` frames as Bedrock sends them (bedrock-api.md §8).
+//! `application/vnd.amazon.eventstream` frames as Bedrock sends them (bedrock-api.md §8); public so
+//! the fuzz targets can round-trip them through the proxy's decoder.
 
 use aws_smithy_eventstream::frame::write_message_to;
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
@@ -19,7 +20,7 @@ fn encode(headers: Vec<Header>, payload: Vec<u8>) -> std::io::Result<Bytes> {
 }
 
 /// An event frame (`:message-type: event`) with a JSON payload.
-pub(crate) fn event_frame(event_type: &str, payload: Vec<u8>) -> std::io::Result<Bytes> {
+pub fn event_frame(event_type: &str, payload: Vec<u8>) -> std::io::Result<Bytes> {
     encode(
         vec![
             string_header(":event-type", event_type),
@@ -31,7 +32,7 @@ pub(crate) fn event_frame(event_type: &str, payload: Vec<u8>) -> std::io::Result
 }
 
 /// An exception frame (`:message-type: exception`) with a JSON payload.
-pub(crate) fn exception_frame(exception_type: &str, payload: Vec<u8>) -> std::io::Result<Bytes> {
+pub fn exception_frame(exception_type: &str, payload: Vec<u8>) -> std::io::Result<Bytes> {
     encode(
         vec![
             string_header(":exception-type", exception_type),

@@ -1,5 +1,6 @@
-//! bedrock-sim: a local stand-in for the AWS bedrock-runtime Converse / ConverseStream API and
-//! InvokeModel for the embedding and image models.
+//! bedrock-sim: a local stand-in for the AWS bedrock-runtime Converse / ConverseStream API,
+//! InvokeModel for the embedding and image models, and the control-plane calls the operator
+//! makes (model and inference-profile listings).
 //!
 //! It speaks the real wire formats (rest-json bodies, `x-amzn-ErrorType` errors,
 //! `application/vnd.amazon.eventstream` frames), verifies SigV4 and bearer authentication,
@@ -9,10 +10,11 @@
 
 mod auth;
 mod cache;
+mod control;
 mod converse;
 mod embed;
 mod errors;
-mod eventstream;
+pub mod eventstream;
 mod faults;
 mod image;
 mod invoke;

@@ -23,7 +23,7 @@ use crate::auth::Keyring;
 use crate::errors::{AwsError, request_id};
 use crate::record::{RecordedRequest, Recorder};
 use crate::sigv4::SignedRequest;
-use crate::{SimConfig, cache, converse, eventstream, faults, invoke, reply, request, stream};
+use crate::{SimConfig, cache, control, converse, eventstream, faults, invoke, reply, request, stream};
 
 /// Response body type: a whole buffer or a stream of event frames.
 type Body = UnsyncBoxBody<Bytes, io::Error>;
@@ -184,7 +184,13 @@ async fn bedrock_request(state: &State, parts: http::request::Parts, body: Incom
                     body: body.to_vec(),
                 });
             }
-            bedrock(state, &parts, &target, &body).await.unwrap_or_else(|e| error_response(&e))
+            let answer = match control::route(&parts.method, parts.uri.path()) {
+                Some(op) => control::serve(&state.keyring, &parts, &target, &body, &op)
+                    .await
+                    .map(|json| response(StatusCode::OK, "application/json", json)),
+                None => bedrock(state, &parts, &target, &body).await,
+            };
+            answer.unwrap_or_else(|e| error_response(&e))
         }
         Err(e) => error_response(&AwsError::validation(format!("Unable to read the request body: {e}"))),
     }

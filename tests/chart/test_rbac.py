@@ -35,13 +35,14 @@ def grants(scope, group, resources, verbs, names=(ANY,)):
 def operator_in_watched_namespace(ns):
     return (
         grants(ns, BGW, KINDS, READ)
+        # held only to grant them on in the collaborator manager Roles (no "escalate")
+        | grants(ns, BGW, ["bedrockmodels"], ("create", "update", "patch", "delete"))
         | grants(ns, BGW, [f"{k}/status" for k in KINDS], ("get", "patch"))
         | grants(ns, "", ["secrets"], READ)
         | grants(ns, "events.k8s.io", ["events"], ("create", "patch"))
         | grants(ns, "", ["events"], ("create", "patch"))
         | grants(ns, "rbac.authorization.k8s.io", ["roles", "rolebindings"],
                  ("get", "list", "watch", "create", "update", "patch", "delete"))
-        | grants(ns, "rbac.authorization.k8s.io", ["clusterroles"], ["bind"], [MODEL_MANAGER])
     )
 
 

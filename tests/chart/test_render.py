@@ -300,7 +300,7 @@ def test_every_name_the_binaries_share_follows_the_release_name():
         f"{prefix}-config", f"{prefix}-credentials")
     names = {n for d in find(docs, "Role") + find(docs, "ClusterRole") for r in d["rules"]
              for n in r.get("resourceNames", [])}
-    assert names == {f"{prefix}-config", f"{prefix}-credentials", f"{prefix}-operator", f"{prefix}-model-manager"}
+    assert names == {f"{prefix}-config", f"{prefix}-credentials", f"{prefix}-operator"}
     assert one(docs, "ClusterRole", f"{prefix}-model-manager")
 
 

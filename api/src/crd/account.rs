@@ -4,7 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::status::ResourceStatus;
+use super::status::AccountStatus;
 
 /// A Bedrock account; its name is the first half of every served model name (`<account>/<model>`).
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -13,7 +13,7 @@ use super::status::ResourceStatus;
     version = "v1alpha1",
     kind = "BedrockAccount",
     namespaced,
-    status = "ResourceStatus",
+    status = "AccountStatus",
     shortname = "bra",
     category = "bedrock-gateway",
     doc = "A Bedrock account: region, AWS identity and endpoints used to call Bedrock. Its name is the \

@@ -8,7 +8,7 @@ pub mod status;
 pub use account::{BedrockAccount, BedrockAccountSpec};
 pub use model::{BedrockModel, BedrockModelSpec};
 pub use policy::{AccessPolicy, AccessPolicySpec};
-pub use status::ResourceStatus;
+pub use status::{AccountStatus, ModelStatus, ObjectStatus, PolicyStatus};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -4,7 +4,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::status::ResourceStatus;
+use super::status::ModelStatus;
 
 /// A Bedrock model served under the name `<accountRef>/<metadata.name>`.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -13,7 +13,7 @@ use super::status::ResourceStatus;
     version = "v1alpha1",
     kind = "BedrockModel",
     namespaced,
-    status = "ResourceStatus",
+    status = "ModelStatus",
     shortname = "brm",
     category = "bedrock-gateway",
     doc = "A Bedrock model served to OpenAI clients as <accountRef>/<metadata.name>.",

@@ -4,7 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::status::ResourceStatus;
+use super::status::PolicyStatus;
 
 /// Grants subjects access to served models; without a policy, nobody reaches a model.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -13,7 +13,7 @@ use super::status::ResourceStatus;
     version = "v1alpha1",
     kind = "AccessPolicy",
     namespaced,
-    status = "ResourceStatus",
+    status = "PolicyStatus",
     shortname = "bgap",
     category = "bedrock-gateway",
     doc = "Grants users, teams and service accounts access to served models (globs over <account>/<model>), \

@@ -82,6 +82,7 @@ pub(super) fn render(
                 kind,
                 cost: spec.cost.clone(),
                 embedding_input_type: spec.embedding.as_ref().and_then(|e| e.input_type),
+                underlying_model_id: None,
             },
         );
     }

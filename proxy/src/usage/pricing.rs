@@ -122,9 +122,12 @@ impl PriceTable {
     }
 
     /// The prices of a served model, or `None` when neither the table nor `spec.cost` knows it
-    /// (an application inference profile or a custom model without `spec.cost`).
+    /// (a custom model, or an application inference profile whose foundation model the operator
+    /// has not resolved, without `spec.cost`).
     pub fn prices(&self, model: &Model) -> Option<Prices> {
-        let (tier, underlying, arn_region) = underlying_model(&model.model_id);
+        let (tier, from_id, arn_region) = underlying_model(&model.model_id);
+        // The operator names the foundation model behind application inference profiles.
+        let underlying = model.underlying_model_id.as_deref().map_or(from_id, |u| underlying_model(u).1);
         let entry = self.models.get(underlying);
         if entry.is_none() && model.cost.is_none() {
             return None;
@@ -214,6 +217,7 @@ mod tests {
             kind: ModelKind::Chat,
             cost,
             embedding_input_type: None,
+            underlying_model_id: None,
         }
     }
 
@@ -300,6 +304,10 @@ mod tests {
         assert_eq!((p.input_per_million, p.output_per_million), (1.0, 0.24));
         let app = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc";
         assert_eq!(t.prices(&model(app, "us-east-1", None)), None);
+        let mut resolved = model(app, "us-east-1", None);
+        resolved.underlying_model_id =
+            Some("arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0".into());
+        assert_eq!(t.prices(&resolved).unwrap().input_per_million, 0.06);
         let p = t.prices(&model(app, "us-east-1", Some(private))).unwrap();
         assert_eq!((p.input_per_million, p.output_per_million, p.cache_read_per_million), (1.0, 0.0, 1.0));
     }

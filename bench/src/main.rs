@@ -1,0 +1,341 @@
+//! `bgw-loadgen`: the load generator behind `bench/run`.
+//!
+//! hey and wrk report latency in steps of 100 us and know nothing of streams, so the benchmark's
+//! latency, time-to-first-byte and held-stream numbers come from this small hyper 1 client. It
+//! has three modes and prints one JSON object with the results:
+//!
+//! - closed loop (default): `--concurrency` workers send requests back to back for `--duration`
+//!   seconds after `--warmup` seconds;
+//! - fixed rate (`--rate R`): a request is started every 1/R seconds whatever the answers do, and
+//!   latency counts from the scheduled start, so a stall is not hidden (no coordinated omission);
+//! - hold (`--hold S`): `--concurrency` streams are opened at once; when all have delivered their
+//!   first bytes a line `{"event":"open",...}` is printed, the streams are held open for S seconds
+//!   and then dropped.
+//!
+//! Time to first byte (`ttfb`) is the time until the first non-empty body frame: for an
+//! event stream the first frame, for SSE the first chunk.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::Parser;
+use http::{HeaderName, HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// Command line of the load generator.
+#[derive(Parser, Debug)]
+#[command(name = "bgw-loadgen", about = "HTTP load generator with microsecond latencies and stream timing")]
+struct Args {
+    /// URL to POST to.
+    #[arg(long)]
+    url: Uri,
+    /// Request header `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
+    /// File whose contents are the request body.
+    #[arg(long)]
+    body_file: PathBuf,
+    /// Workers (closed loop), most requests in flight (fixed rate) or streams (hold).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds run before measuring (warms connection pools and caches).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Requests per second (fixed-rate mode).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds to hold `--concurrency` streams open (hold mode).
+    #[arg(long)]
+    hold: Option<f64>,
+    /// Runtime worker threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// What every request carries.
+struct Target {
+    url: Uri,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Bytes,
+}
+
+impl Target {
+    fn request(&self) -> Request<Full<Bytes>> {
+        let mut req = Request::new(Full::new(self.body.clone()));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = self.url.clone();
+        req.headers_mut().extend(self.headers.iter().cloned());
+        req
+    }
+}
+
+/// Timings of one successful request.
+#[derive(Clone, Copy)]
+struct Sample {
+    ttfb: Duration,
+    total: Duration,
+}
+
+/// Everything recorded during the measured window.
+#[derive(Default)]
+struct Record {
+    samples: Vec<Sample>,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+impl Record {
+    fn add(&mut self, result: Result<Sample, String>) {
+        match result {
+            Ok(s) => self.samples.push(s),
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+}
+
+/// Sends one request and reads the whole body (or, with `until`, stops reading at that instant).
+async fn exchange(
+    client: &HttpClient,
+    target: &Target,
+    start: Instant,
+    opened: Option<&AtomicUsize>,
+    until: Option<Instant>,
+) -> Result<Sample, String> {
+    let response = client.request(target.request()).await.map_err(|e| format!("request: {e}"))?;
+    let status = response.status();
+    let mut body = response.into_body();
+    let mut ttfb = None;
+    loop {
+        let frame = match until {
+            Some(deadline) => match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) => break,
+            },
+            None => body.frame().await,
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|e| format!("body: {e}"))?;
+        if ttfb.is_none() && frame.data_ref().is_some_and(|d| !d.is_empty()) {
+            ttfb = Some(start.elapsed());
+            if let Some(counter) = opened {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+    if !status.is_success() {
+        return Err(format!("status {status}"));
+    }
+    let total = start.elapsed();
+    Ok(Sample { ttfb: ttfb.unwrap_or(total), total })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1e6
+}
+
+fn report(record: &Record, seconds: f64, extra: serde_json::Value) -> serde_json::Value {
+    let mut total: Vec<Duration> = record.samples.iter().map(|s| s.total).collect();
+    let mut ttfb: Vec<Duration> = record.samples.iter().map(|s| s.ttfb).collect();
+    total.sort_unstable();
+    ttfb.sort_unstable();
+    let mut out = serde_json::json!({
+        "requests": record.samples.len(),
+        "errors": record.errors,
+        "first_error": record.first_error,
+        "seconds": seconds,
+        "rps": record.samples.len() as f64 / seconds,
+        "p50_us": percentile(&total, 50.0),
+        "p90_us": percentile(&total, 90.0),
+        "p99_us": percentile(&total, 99.0),
+        "max_us": percentile(&total, 100.0),
+        "ttfb_p50_us": percentile(&ttfb, 50.0),
+        "ttfb_p99_us": percentile(&ttfb, 99.0),
+    });
+    if let (Some(out), serde_json::Value::Object(extra)) = (out.as_object_mut(), extra) {
+        out.extend(extra);
+    }
+    out
+}
+
+/// Closed loop: each worker sends its next request when the last one is answered.
+async fn closed_loop(client: HttpClient, target: Arc<Target>, args: &Args) -> serde_json::Value {
+    let measure_from = Instant::now() + Duration::from_secs_f64(args.warmup);
+    let end = measure_from + Duration::from_secs_f64(args.duration);
+    let record = Arc::new(Mutex::new(Record::default()));
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let (client, target, record) = (client.clone(), target.clone(), record.clone());
+            tokio::spawn(async move {
+                let mut local = Record::default();
+                loop {
+                    let start = Instant::now();
+                    if start >= end {
+                        break;
+                    }
+                    let result = exchange(&client, &target, start, None, None).await;
+                    if start >= measure_from && Instant::now() <= end {
+                        local.add(result);
+                    }
+                }
+                let mut shared = record.lock().await;
+                shared.samples.extend(local.samples);
+                shared.errors += local.errors;
+                if shared.first_error.is_none() {
+                    shared.first_error = local.first_error;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
+    let record = record.lock().await;
+    report(&record, args.duration, serde_json::json!({"mode": "closed", "concurrency": args.concurrency}))
+}
+
+/// Fixed rate: starts are scheduled on a clock; latency counts from the scheduled start.
+async fn fixed_rate(client: HttpClient, target: Arc<Target>, args: &Args, rate: f64) -> serde_json::Value {
+    let record = Arc::new(Mutex::new(Record::default()));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut skipped = 0usize;
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let measure_from = Instant::now() + Duration::from_secs_f64(args.warmup);
+    let end = measure_from + Duration::from_secs_f64(args.duration);
+    let mut tasks = Vec::new();
+    loop {
+        let scheduled = ticker.tick().await;
+        if scheduled >= end {
+            break;
+        }
+        let measured = scheduled >= measure_from;
+        if in_flight.load(Ordering::SeqCst) >= args.concurrency {
+            skipped += usize::from(measured);
+            continue;
+        }
+        in_flight.fetch_add(1, Ordering::SeqCst);
+        let (client, target, record, in_flight) =
+            (client.clone(), target.clone(), record.clone(), in_flight.clone());
+        tasks.push(tokio::spawn(async move {
+            let result = exchange(&client, &target, scheduled, None, None).await;
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            if measured {
+                record.lock().await.add(result);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let record = record.lock().await;
+    report(
+        &record,
+        args.duration,
+        serde_json::json!({"mode": "rate", "target_rps": rate, "skipped_over_concurrency": skipped}),
+    )
+}
+
+/// Hold: opens `concurrency` streams, announces when all are open, keeps them for `hold` seconds.
+async fn hold(client: HttpClient, target: Arc<Target>, args: &Args, hold: f64) -> serde_json::Value {
+    let opened = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let record = Arc::new(Mutex::new(Record::default()));
+    let started = Instant::now();
+    // Streams stop reading at this instant at the latest; normally they are aborted earlier.
+    let deadline = started + Duration::from_secs_f64(args.duration + hold);
+    let tasks: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let (client, target, record, opened, failed) =
+                (client.clone(), target.clone(), record.clone(), opened.clone(), failed.clone());
+            tokio::spawn(async move {
+                let result = exchange(&client, &target, Instant::now(), Some(&opened), Some(deadline)).await;
+                if result.is_err() {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                }
+                record.lock().await.add(result);
+            })
+        })
+        .collect();
+    // Wait (at most --duration seconds) until every stream has sent bytes or failed.
+    let open_by = started + Duration::from_secs_f64(args.duration);
+    while opened.load(Ordering::SeqCst) + failed.load(Ordering::SeqCst) < args.concurrency
+        && Instant::now() < open_by
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let open_seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"event": "open", "opened": opened.load(Ordering::SeqCst),
+            "failed": failed.load(Ordering::SeqCst), "seconds": open_seconds})
+    );
+    tokio::time::sleep(Duration::from_secs_f64(hold)).await;
+    let still_open = tasks.iter().filter(|t| !t.is_finished()).count();
+    for t in &tasks {
+        t.abort();
+    }
+    let record = record.lock().await;
+    report(
+        &record,
+        open_seconds,
+        serde_json::json!({"mode": "hold", "streams": args.concurrency,
+            "opened": opened.load(Ordering::SeqCst), "still_open_at_end": still_open}),
+    )
+}
+
+fn parse_header(line: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = line.split_once(':').ok_or_else(|| format!("header `{line}` needs `Name: value`"))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| format!("header name: {e}"))?;
+    let value = HeaderValue::from_str(value.trim()).map_err(|e| format!("header value: {e}"))?;
+    Ok((name, value))
+}
+
+fn main() -> Result<(), String> {
+    let args = Args::parse();
+    let body = std::fs::read(&args.body_file).map_err(|e| format!("{}: {e}", args.body_file.display()))?;
+    let mut headers = args.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
+    headers.push((http::header::CONTENT_TYPE, HeaderValue::from_static("application/json")));
+    let target = Arc::new(Target { url: args.url.clone(), headers, body: body.into() });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let result = runtime.block_on(async {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client: HttpClient = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(usize::MAX)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        match (args.rate, args.hold) {
+            (Some(rate), _) => fixed_rate(client, target, &args, rate).await,
+            (None, Some(seconds)) => hold(client, target, &args, seconds).await,
+            (None, None) => closed_loop(client, target, &args).await,
+        }
+    });
+    println!("{result}");
+    // Held streams may still be open: exit without waiting for them.
+    runtime.shutdown_background();
+    Ok(())
+}
