@@ -331,3 +331,37 @@ spec: {subjects: [], models: []}
         ]
     );
 }
+
+#[test]
+fn invalid_guardrail_id_and_version() {
+    let model = |guardrail: &str| {
+        format!(
+            "{PROD}---
+apiVersion: bedrockgateway.io/v1alpha1
+kind: BedrockModel
+metadata: {{name: claude, namespace: ai-gateway}}
+spec: {{accountRef: prod, modelId: anthropic.claude-3-haiku-20240307-v1:0, guardrail: {guardrail}}}
+"
+        )
+    };
+    assert_eq!(
+        problems(&model("{id: My-Guardrail, version: '1'}")),
+        [
+            "BedrockModel ai-gateway/claude spec.guardrail.id: guardrail id \"My-Guardrail\" is neither a guardrail \
+          id nor a guardrail ARN (fix: use the guardrail's id (abc123def456) or ARN \
+          (arn:aws:bedrock:REGION:ACCOUNT:guardrail/ID))"
+        ]
+    );
+    assert_eq!(
+        problems(&model("{id: 'arn:aws:bedrock:us-east-1:123456789012:guardrail/abc123', version: latest}")),
+        [
+            "BedrockModel ai-gateway/claude spec.guardrail.version: guardrail version \"latest\" is not a version \
+          (fix: use a published version number (1, 2, ...) or DRAFT)"
+        ]
+    );
+    let ok =
+        Manifests::parse(&model("{id: abc123, version: DRAFT, trace: enabled_full}"), "ok.yaml").unwrap();
+    let rendered = render(&ok).expect("a valid guardrail renders");
+    let guardrail = rendered.config.models["prod/claude"].guardrail.as_ref().unwrap();
+    assert_eq!((guardrail.id.as_str(), guardrail.version.as_str()), ("abc123", "DRAFT"));
+}

@@ -1,6 +1,6 @@
 //! OpenAI-shaped errors: `{"error": {"message", "type", "param", "code"}}` with an HTTP status.
 
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
 /// An error as a caller sees it; every failure path of the proxy ends in one.
@@ -16,6 +16,8 @@ pub struct ApiError {
     pub param: Option<String>,
     /// Machine-readable code (`model_not_found`, `rate_limit_exceeded`, ...).
     pub code: Option<&'static str>,
+    /// Extra response headers (`Retry-After`, `x-ratelimit-*`); boxed, as most errors have none.
+    pub headers: Option<Box<HeaderMap>>,
 }
 
 #[derive(Serialize)]
@@ -35,7 +37,13 @@ struct Inner<'a> {
 impl ApiError {
     /// A new error with no `param` and no `code`.
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, kind, message: message.into(), param: None, code: None }
+        ApiError { status, kind, message: message.into(), param: None, code: None, headers: None }
+    }
+
+    /// Adds response headers.
+    pub fn with_headers(mut self, headers: HeaderMap) -> Self {
+        self.headers = Some(Box::new(headers));
+        self
     }
 
     /// Sets the request field at fault.

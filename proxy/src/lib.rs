@@ -1,7 +1,8 @@
 //! bedrock-gateway proxy: serves the OpenAI API on top of AWS Bedrock.
 //!
-//! Request path: `server` -> `endpoints` -> `auth` -> `policy` -> `translate` -> `upstream` and back
-//! through `translate` to the caller. Translators are pure; I/O lives in `server`, `upstream`, `credentials`, `config`.
+//! Request path: `server` -> `endpoints` -> `auth` -> `policy` -> `limits` (through `usage`) ->
+//! `translate` -> `upstream` and back through `translate` to the caller; `usage` prices and records
+//! what was used. Translators are pure; I/O lives in `server`, `upstream`, `credentials`, `config`.
 
 pub mod auth;
 pub mod bedrock;
@@ -10,6 +11,7 @@ pub mod config;
 pub mod credentials;
 pub mod endpoints;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod openai;
 pub mod policy;
@@ -17,3 +19,4 @@ pub mod server;
 pub mod snapshot;
 pub mod translate;
 pub mod upstream;
+pub mod usage;

@@ -6,11 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser};
+use proxy::auth::oidc::{OidcConfig, OidcVerifier, REFRESH_EVERY};
+use proxy::auth::tokenreview::{TokenReviewConfig, TokenReviewer};
 use proxy::config::{ConfigDir, ConfigStore, KubeSource, ManifestDir, Publisher, Source};
 use proxy::credentials::{CredentialMetrics, PodIdentityEnv, Registry};
+use proxy::limits::Limiter;
 use proxy::metrics::Metrics;
 use proxy::server::{App, serve, serve_ops};
 use proxy::snapshot::SimulatorOverride;
+use proxy::usage::Recorder;
 use tokio::net::TcpListener;
 
 /// Command line of the proxy.
@@ -50,6 +54,45 @@ struct Cli {
     /// Log format.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
+    /// Redis for usage limits shared by every replica (`redis://host:6379/0`); default: per process.
+    #[arg(long, env = "BGW_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Refuse requests with 503 while Redis is unreachable, instead of admitting them unlimited.
+    #[arg(long)]
+    limits_fail_closed: bool,
+    /// Add a per-user label to the cost metric (one series per user: mind the cardinality).
+    #[arg(long)]
+    metrics_user_label: bool,
+    /// Accept Kubernetes service-account tokens, checked with TokenReview (needs RBAC `create tokenreviews`).
+    #[arg(long)]
+    service_account_tokens: bool,
+    /// Audience service-account tokens must be minted for.
+    #[arg(long, default_value = "bedrock-gateway")]
+    token_audience: String,
+    /// API server for TokenReview; default the in-cluster one (with the mounted token and CA).
+    #[arg(long, env = "BGW_KUBE_API_URL")]
+    kube_api_url: Option<String>,
+    /// The proxy's own token for TokenReview, with --kube-api-url.
+    #[arg(long, default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token")]
+    kube_token_file: PathBuf,
+    /// CA bundle of the API server, with --kube-api-url (default: public roots only).
+    #[arg(long)]
+    kube_ca_file: Option<PathBuf>,
+    /// Accept OIDC JWTs from this issuer (exactly as in their `iss`); keys found by discovery.
+    #[arg(long, env = "BGW_OIDC_ISSUER")]
+    oidc_issuer: Option<String>,
+    /// Audience OIDC tokens must carry.
+    #[arg(long, env = "BGW_OIDC_AUDIENCE", default_value = "bedrock-gateway")]
+    oidc_audience: String,
+    /// Claim of OIDC tokens naming the user.
+    #[arg(long, env = "BGW_OIDC_USER_CLAIM", default_value = "sub")]
+    oidc_user_claim: String,
+    /// Claim of OIDC tokens listing the user's teams.
+    #[arg(long, env = "BGW_OIDC_TEAMS_CLAIM", default_value = "groups")]
+    oidc_teams_claim: String,
+    /// Extra CA bundle for the OIDC issuer's HTTPS endpoints.
+    #[arg(long)]
+    oidc_ca_file: Option<PathBuf>,
 }
 
 /// Where the config comes from: exactly one of --manifests, --config-dir, or --kube-configmap
@@ -101,10 +144,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         None
     };
     let source = source(&cli).await?;
-    let metrics = Metrics::new();
+    let metrics = Metrics::with_user_label(cli.metrics_user_label);
     let credential_metrics = CredentialMetrics::new();
     metrics.register(Box::new(credential_metrics.clone())).map_err(|e| format!("metrics: {e}"))?;
     let credentials = Arc::new(Registry::new(PodIdentityEnv::from_process(), credential_metrics));
+    let limiter = match &cli.redis_url {
+        Some(url) => Limiter::redis(url, !cli.limits_fail_closed)?,
+        None => Limiter::local(),
+    };
     let store = Arc::new(ConfigStore::default());
     let publisher = Publisher::new(
         store.clone(),
@@ -121,6 +168,30 @@ async fn run(cli: Cli) -> Result<(), String> {
         .allowing_private_image_urls(cli.allow_private_image_urls)
         .serving_playground(cli.playground);
     app.metrics_on_api = cli.metrics_listen.is_none();
+    app.usage = Recorder::new(app.metrics.clone(), limiter);
+    if cli.service_account_tokens {
+        let config = match cli.kube_api_url.clone() {
+            Some(api_url) => TokenReviewConfig {
+                api_url,
+                token_file: cli.kube_token_file.clone(),
+                ca_file: cli.kube_ca_file.clone(),
+                audience: cli.token_audience.clone(),
+            },
+            None => TokenReviewConfig::in_cluster(&cli.token_audience)
+                .ok_or("--service-account-tokens outside a cluster needs --kube-api-url")?,
+        };
+        app.auth.token_review = Some(TokenReviewer::new(config)?);
+    }
+    if let Some(issuer) = cli.oidc_issuer.clone() {
+        app.auth.oidc = Some(OidcVerifier::new(OidcConfig {
+            issuer,
+            audience: cli.oidc_audience.clone(),
+            user_claim: cli.oidc_user_claim.clone(),
+            teams_claim: cli.oidc_teams_claim.clone(),
+            ca_file: cli.oidc_ca_file.clone(),
+            min_refresh_interval: REFRESH_EVERY,
+        })?);
+    }
     let app = Arc::new(app);
     if let Some(ops) = cli.metrics_listen {
         let ops_listener =

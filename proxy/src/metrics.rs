@@ -1,10 +1,11 @@
 //! Prometheus metrics of the proxy, exposed at `GET /metrics`.
 //!
 //! Label values are bounded: `model` is a served name or `-` (never what a caller typed),
-//! `status` an HTTP status, `error_type` an AWS error code.
+//! `status` an HTTP status, `error_type` an AWS error code, `team` a caller's first team. A
+//! per-user label exists only with `--metrics-user-label`, as users are unbounded.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// The proxy's metric families.
@@ -17,8 +18,21 @@ pub struct Metrics {
     pub duration: HistogramVec,
     /// Errors answered by Bedrock, by model and AWS error type.
     pub upstream_errors: IntCounterVec,
-    /// Tokens by model and type (`input`, `output`, `cache_read`, `cache_write`).
+    /// Tokens by model and type (`input`, `output`, `cache_read`, `cache_write`, `reasoning`).
     pub tokens: IntCounterVec,
+    /// Spend in USD by account, model and team (and user, when enabled).
+    pub cost_usd: CounterVec,
+    /// Whether `cost_usd` has the `user` label.
+    pub user_label: bool,
+    /// Requests whose model has no price (neither the built-in table nor `spec.cost`).
+    pub unpriced_requests: IntCounterVec,
+    /// Time from request to the first streamed token, by model.
+    pub time_to_first_token: HistogramVec,
+    /// Time per output token after the first, by model (streams).
+    pub time_per_output_token: HistogramVec,
+    /// Requests refused by a usage limit, by model and limit (`requests`, `tokens`, `budget`).
+    pub rate_limited: IntCounterVec,
+    /// Config loads by result (`success`, `failure`).
     /// `cache_control` marks left out because the model does not cache there, by model.
     pub cache_points_dropped: IntCounterVec,
     /// Images returned, by model.
@@ -38,6 +52,11 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every family in a fresh registry.
     pub fn new() -> Self {
+        Self::with_user_label(false)
+    }
+
+    /// Every family, with a `user` label on the cost family when `user_label`.
+    pub fn with_user_label(user_label: bool) -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new("bedrock_gateway_requests_total", "Requests answered, by endpoint, model and status."),
@@ -66,12 +85,56 @@ impl Metrics {
             &["model", "type"],
         )
         .expect("valid metric");
+        let cost_labels: &[&str] =
+            if user_label { &["account", "model", "team", "user"] } else { &["account", "model", "team"] };
+        let cost_usd = CounterVec::new(
+            Opts::new(
+                "bedrock_gateway_cost_usd_total",
+                "Spend in USD at Bedrock prices, by account, model and team.",
+            ),
+            cost_labels,
+        )
+        .expect("valid metric");
+        let unpriced_requests = IntCounterVec::new(
+            Opts::new(
+                "bedrock_gateway_unpriced_requests_total",
+                "Requests whose model has no price in the built-in table nor in spec.cost, by model.",
+            ),
+            &["model"],
+        )
+        .expect("valid metric");
         let cache_points_dropped = IntCounterVec::new(
             Opts::new(
                 "bedrock_gateway_cache_points_dropped_total",
                 "cache_control marks left out because the model does not cache there, by model.",
             ),
             &["model"],
+        )
+        .expect("valid metric");
+        let time_to_first_token = HistogramVec::new(
+            HistogramOpts::new(
+                "bedrock_gateway_time_to_first_token_seconds",
+                "Time from request to the first streamed token, by model.",
+            )
+            .buckets(vec![0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0]),
+            &["model"],
+        )
+        .expect("valid metric");
+        let time_per_output_token = HistogramVec::new(
+            HistogramOpts::new(
+                "bedrock_gateway_time_per_output_token_seconds",
+                "Time per output token after the first, by model (streams).",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5]),
+            &["model"],
+        )
+        .expect("valid metric");
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "bedrock_gateway_rate_limited_requests_total",
+                "Requests refused by an AccessPolicy limit, by model and limit.",
+            ),
+            &["model", "limit"],
         )
         .expect("valid metric");
         let images = IntCounterVec::new(
@@ -92,6 +155,11 @@ impl Metrics {
             Box::new(duration.clone()),
             Box::new(upstream_errors.clone()),
             Box::new(tokens.clone()),
+            Box::new(cost_usd.clone()),
+            Box::new(unpriced_requests.clone()),
+            Box::new(time_to_first_token.clone()),
+            Box::new(time_per_output_token.clone()),
+            Box::new(rate_limited.clone()),
             Box::new(cache_points_dropped.clone()),
             Box::new(images.clone()),
             Box::new(config_reloads.clone()),
@@ -105,6 +173,12 @@ impl Metrics {
             duration,
             upstream_errors,
             tokens,
+            cost_usd,
+            user_label,
+            unpriced_requests,
+            time_to_first_token,
+            time_per_output_token,
+            rate_limited,
             cache_points_dropped,
             images,
             config_reloads,

@@ -1,6 +1,7 @@
-//! Authorization: which served models a subject may use. No policy, no access.
+//! Authorization: which served models a subject may use, and under which limits. No policy,
+//! no access.
 
-use api::config::{Policy, SubjectRef};
+use api::config::{Limits, Policy, SubjectRef};
 use wildmatch::WildMatch;
 
 use crate::auth::Subject;
@@ -13,6 +14,8 @@ pub struct PolicySet {
 
 #[derive(Debug)]
 struct CompiledPolicy {
+    name: String,
+    limits: Option<Limits>,
     subjects: Vec<SubjectRef>,
     models: Vec<WildMatch>,
 }
@@ -23,6 +26,8 @@ impl PolicySet {
         let policies = policies
             .iter()
             .map(|p| CompiledPolicy {
+                name: p.name.clone(),
+                limits: p.limits.clone(),
                 subjects: p.subjects.clone(),
                 models: p.models.iter().map(|m| WildMatch::new(m)).collect(),
             })
@@ -32,9 +37,25 @@ impl PolicySet {
 
     /// Whether any policy grants `served_name` to `subject`.
     pub fn allows(&self, subject: &Subject, served_name: &str) -> bool {
-        self.policies.iter().any(|p| {
-            p.subjects.iter().any(|s| names(s, subject)) && p.models.iter().any(|m| m.matches(served_name))
-        })
+        self.policies.iter().any(|p| p.grants(subject, served_name))
+    }
+
+    /// `(policy name, limits)` of every policy granting `served_name` to `subject` with limits.
+    pub fn limits_for<'a>(
+        &'a self,
+        subject: &'a Subject,
+        served_name: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Limits)> + 'a {
+        self.policies
+            .iter()
+            .filter(move |p| p.grants(subject, served_name))
+            .filter_map(|p| p.limits.as_ref().map(|l| (p.name.as_str(), l)))
+    }
+}
+
+impl CompiledPolicy {
+    fn grants(&self, subject: &Subject, served_name: &str) -> bool {
+        self.subjects.iter().any(|s| names(s, subject)) && self.models.iter().any(|m| m.matches(served_name))
     }
 }
 
@@ -42,8 +63,9 @@ fn names(reference: &SubjectRef, subject: &Subject) -> bool {
     match reference {
         SubjectRef::User(user) => *user == subject.user,
         SubjectRef::Team(team) => subject.teams.iter().any(|t| t == team),
-        // Service-account callers arrive with TokenReview (not in this build); API keys never match.
-        SubjectRef::ServiceAccount { .. } => false,
+        SubjectRef::ServiceAccount { namespace, name } => {
+            subject.service_account.as_ref().is_some_and(|sa| sa.namespace == *namespace && sa.name == *name)
+        }
     }
 }
 
@@ -61,7 +83,7 @@ mod tests {
     }
 
     fn alice() -> Subject {
-        Subject { user: "alice@example.com".into(), teams: vec!["ml".into()] }
+        Subject::user("alice@example.com", vec!["ml".into()])
     }
 
     #[test]
@@ -78,7 +100,38 @@ mod tests {
         assert!(set.allows(&alice(), "prod/claude"));
         assert!(set.allows(&alice(), "dev/claude-sonnet"));
         assert!(!set.allows(&alice(), "dev/nova"));
-        let bob = Subject { user: "bob@example.com".into(), teams: vec![] };
+        let bob = Subject::user("bob@example.com", vec![]);
         assert!(!set.allows(&bob, "prod/claude"));
+    }
+
+    #[test]
+    fn service_accounts_match_by_namespace_and_name() {
+        let set = PolicySet::new(&[policy(
+            vec![SubjectRef::ServiceAccount { namespace: "apps".into(), name: "bot".into() }],
+            &["prod/*"],
+        )]);
+        let sa = |ns: &str, name: &str| Subject {
+            user: format!("system:serviceaccount:{ns}:{name}"),
+            teams: vec![],
+            service_account: Some(crate::auth::ServiceAccount { namespace: ns.into(), name: name.into() }),
+        };
+        assert!(set.allows(&sa("apps", "bot"), "prod/claude"));
+        assert!(!set.allows(&sa("other", "bot"), "prod/claude"));
+        // A user named like a service account is not one.
+        assert!(!set.allows(&Subject::user("system:serviceaccount:apps:bot", vec![]), "prod/claude"));
+    }
+
+    #[test]
+    fn limits_of_every_granting_policy() {
+        let limits = Limits { requests_per_minute: Some(5), ..Default::default() };
+        let mut limited = policy(vec![SubjectRef::Team("ml".into())], &["prod/*"]);
+        limited.name = "ns/limited".into();
+        limited.limits = Some(limits.clone());
+        let set = PolicySet::new(&[limited, policy(vec![SubjectRef::Team("ml".into())], &["*"])]);
+        assert_eq!(
+            set.limits_for(&alice(), "prod/claude").collect::<Vec<_>>(),
+            vec![("ns/limited", &limits)]
+        );
+        assert_eq!(set.limits_for(&alice(), "dev/claude").count(), 0);
     }
 }

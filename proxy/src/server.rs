@@ -16,13 +16,16 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::auth::Authenticator;
 use crate::body::ResponseBody;
 use crate::config::ConfigStore;
 use crate::endpoints;
 use crate::endpoints::chat_images::ImageFetcher;
 use crate::error::ApiError;
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::upstream::Upstream;
+use crate::usage::Recorder;
 
 /// Shared state of the proxy: config, upstream client, metrics and limits.
 pub struct App {
@@ -32,6 +35,10 @@ pub struct App {
     pub upstream: Upstream,
     /// Metric families.
     pub metrics: Metrics,
+    /// Caller identity: API keys, and service-account tokens when enabled.
+    pub auth: Authenticator,
+    /// Usage limits, prices and usage recording.
+    pub usage: Recorder,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Set on shutdown: `/readyz` answers 503 so load balancers stop sending traffic.
@@ -45,12 +52,16 @@ pub struct App {
 }
 
 impl App {
-    /// State with a fresh upstream client and the given config store and metrics.
+    /// State with a fresh upstream client, limits counted in this process, and the given config
+    /// store and metrics.
     pub fn new(config: Arc<ConfigStore>, metrics: Metrics, max_body_bytes: usize) -> Self {
+        let usage = Recorder::new(metrics.clone(), Limiter::local());
         App {
             config,
             upstream: Upstream::new(),
             metrics,
+            auth: Authenticator::default(),
+            usage,
             max_body_bytes,
             draining: AtomicBool::new(false),
             playground: true,
@@ -82,7 +93,7 @@ impl App {
                 Err(ApiError::not_found(format!("Unknown request URL: {} {path}.", req.method())))
             }
             (&Method::GET, "/metrics") => Ok(endpoints::ops::metrics(&self)),
-            (&Method::GET, "/v1/models") => endpoints::models::list(&self, &req),
+            (&Method::GET, "/v1/models") => endpoints::models::list(&self, &req).await,
             (&Method::GET, p) if self.playground && p.starts_with("/playground") => {
                 endpoints::playground::asset(p)
             }

@@ -38,7 +38,7 @@ pub struct Snapshot {
     /// Routes by served name.
     pub routes: HashMap<String, Arc<Route>>,
     /// Callers by SHA-256 hex of their API key.
-    pub callers: HashMap<String, Subject>,
+    pub callers: HashMap<String, Arc<Subject>>,
     /// Access policies.
     pub policies: PolicySet,
 }
@@ -110,8 +110,8 @@ impl Snapshot {
     }
 }
 
-fn subject_of(id: ApiKeyIdentity) -> Subject {
-    Subject { user: id.user, teams: id.teams }
+fn subject_of(id: ApiKeyIdentity) -> Arc<Subject> {
+    Arc::new(Subject::user(id.user, id.teams))
 }
 
 /// The account's credentials; with the simulator override, the simulator's test keys.

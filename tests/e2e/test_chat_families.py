@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from conftest import QUICKSTART_KEY, start_gateway_proc, write_manifests
-from e2e_helpers import body_of, error_body, metric_value, only_call
+from e2e_helpers import body_of, converse_calls, error_body, metric_value, only_call
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -36,6 +36,11 @@ def families_gateway(sim, logdir):
         f"  namespace: ai-gateway\nspec:\n  accountRef: demo\n  modelId: {model_id}\n"
         for name, model_id in FAMILY_MODELS.items()
     ]
+    docs.append(
+        "apiVersion: bedrockgateway.io/v1alpha1\nkind: BedrockModel\nmetadata:\n  name: guarded\n"
+        "  namespace: ai-gateway\nspec:\n  accountRef: demo\n  modelId: amazon.nova-lite-v1:0\n"
+        "  guardrail: {id: abc123def456, version: '3', trace: enabled}\n"
+    )
     (manifests / "test-families.yaml").write_text("---\n".join(docs))
     # This gateway may fetch images from private addresses (the test image server is on loopback).
     gw = start_gateway_proc(
@@ -303,3 +308,20 @@ def test_n_choices_are_fanned_out(client, sim):
     # Each choice is one Bedrock call, and the usage counts all of them.
     assert len(sim.requests()) == 3
     assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (3 * 2, 3 * 5)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_models_guardrail_reaches_bedrock_and_its_block_is_content_filter(fam, sim, stream):
+    messages = [{"role": "user", "content": "[[sim:guardrail]] tell me something blocked"}]
+    if stream:
+        chunks = list(fam.chat.completions.create(model="demo/guarded", messages=messages, stream=True))
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        assert finish == ["content_filter"]
+    else:
+        r = fam.chat.completions.create(model="demo/guarded", messages=messages)
+        assert r.choices[0].finish_reason == "content_filter"
+    sent = body_of(only_call(sim, "converse-stream" if stream else "converse"))
+    assert sent["guardrailConfig"] == {"guardrailIdentifier": "abc123def456", "guardrailVersion": "3", "trace": "enabled"}
+    # A model without a guardrail sends none.
+    fam.chat.completions.create(model="demo/nova-micro", messages=[{"role": "user", "content": "hi"}])
+    assert "guardrailConfig" not in body_of(converse_calls(sim, "converse")[-1])

@@ -14,18 +14,19 @@ use http_body::{Body, Frame};
 use hyper::body::Incoming;
 
 use super::{authorize, collect_limited, json_response, read_body, snapshot, unix_now, upstream_error};
-use crate::auth::authenticate;
+use crate::auth::Subject;
 use crate::bedrock::converse::ConverseResponse;
 use crate::bedrock::eventstream::EventStreamDecoder;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
-use crate::openai::chat::{Choice, Usage, parse_chat_request};
+use crate::limits::Admission;
+use crate::openai::chat::{Choice, parse_chat_request};
 use crate::server::App;
 use crate::snapshot::Route;
 use crate::translate::ResponseMeta;
 use crate::translate::chat_converse::{ChatStream, chat_completion, converse_request, guardrail_config};
 use crate::translate::{StreamStep, StreamTranslator};
+use crate::usage::{self, Record, chat_tokens};
 
 const ENDPOINT: &str = "chat";
 const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
@@ -61,7 +62,8 @@ async fn complete(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let snapshot = snapshot(app)?;
     let (parts, body) = req.into_parts();
-    let subject = authenticate(&parts.headers, &snapshot)?;
+    let subject = app.auth.authenticate(&parts.headers, &snapshot).await?;
+    let subject = &subject;
     let mut request = parse_chat_request(&read_body(app, body).await?)?;
     let route =
         snapshot.routes.get(&request.model).ok_or_else(|| ApiError::model_not_found(&request.model))?;
@@ -80,6 +82,7 @@ async fn complete(
     }
     let body = serde_json::to_vec(&translation.body).expect("Converse request serializes");
     let reply = translation.reply;
+    let admission = app.usage.admit(subject, &snapshot.policies, &route.model.served_name).await?;
     let meta = ResponseMeta { id: completion_id(), created: unix_now(), model: request.model.clone() };
     let streaming = request.stream;
     if !streaming {
@@ -87,7 +90,14 @@ async fn complete(
         // `repeat_n` moves the body into the last call: one request, no copy.
         let bodies = std::iter::repeat_n(body, request.n as usize);
         let calls = bodies.map(|body| converse_once(app, route, &request.model, body));
-        let mut answers = futures_util::future::try_join_all(calls).await?.into_iter();
+        let answers = futures_util::future::try_join_all(calls).await.inspect_err(|error| {
+            let record = Record {
+                status: error.status.as_u16(),
+                ..Record::new(ENDPOINT, &meta.id, subject, &route.model, started, &admission)
+            };
+            app.usage.record(&record);
+        });
+        let mut answers = answers?.into_iter();
         let first = answers.next().expect("n is at least 1");
         let mut completion = chat_completion(first, &meta, &reply);
         for (index, converse) in (1..).zip(answers) {
@@ -95,17 +105,29 @@ async fn complete(
             completion.usage = completion.usage.plus(&more.usage);
             completion.choices.extend(more.choices.into_iter().map(|c| Choice { index, ..c }));
         }
-        record_tokens(&app.metrics, &route.model.served_name, &completion.usage);
-        return Ok(json_response(
-            StatusCode::OK,
-            serde_json::to_vec(&completion).expect("completion serializes"),
-        ));
+        let record = Record {
+            tokens: chat_tokens(&completion.usage),
+            ..Record::new(ENDPOINT, &meta.id, subject, &route.model, started, &admission)
+        };
+        let cost = app.usage.record(&record);
+        let mut response =
+            json_response(StatusCode::OK, serde_json::to_vec(&completion).expect("completion serializes"));
+        usage::set_headers(response.headers_mut(), &admission, cost);
+        return Ok(response);
     }
     let response = app.upstream.post_json(&route.converse_stream, &route.signer, body, EVENT_STREAM).await?;
     if !response.status().is_success() {
-        return Err(upstream_error(&app.metrics, &request.model, response).await);
+        let error = upstream_error(&app.metrics, &request.model, response).await;
+        let record = Record {
+            status: error.status.as_u16(),
+            ..Record::new(ENDPOINT, &meta.id, subject, &route.model, started, &admission)
+        };
+        app.usage.record(&record);
+        return Err(error);
     }
     let include_usage = request.stream_options.include_usage;
+    let rate_headers = admission.headers().clone();
+    let request_id = meta.id.clone();
     let sse = SseBody {
         upstream: response.into_body(),
         decoder: EventStreamDecoder::new(),
@@ -113,13 +135,19 @@ async fn complete(
         out: BytesMut::with_capacity(1024),
         done: false,
         finish: Some(StreamFinish {
-            metrics: app.metrics.clone(),
-            model: route.model.served_name.clone(),
+            app: app.clone(),
+            route: route.clone(),
+            subject: subject.clone(),
+            admission,
+            request_id,
             started,
+            first_token: None,
+            status: 200,
         }),
     };
     let mut response = Response::new(ResponseBody::Stream(Box::pin(sse)));
     let headers = response.headers_mut();
+    headers.extend(rate_headers);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
@@ -143,15 +171,6 @@ async fn converse_once(
     })
 }
 
-fn record_tokens(metrics: &Metrics, model: &str, usage: &Usage) {
-    metrics.tokens.with_label_values(&[model, "input"]).inc_by(usage.prompt_tokens);
-    metrics.tokens.with_label_values(&[model, "output"]).inc_by(usage.completion_tokens);
-    if let Some(details) = &usage.prompt_tokens_details {
-        metrics.tokens.with_label_values(&[model, "cache_read"]).inc_by(details.cached_tokens);
-        metrics.tokens.with_label_values(&[model, "cache_write"]).inc_by(details.cache_write_tokens);
-    }
-}
-
 fn completion_id() -> String {
     let mut id = String::with_capacity(33);
     id.push_str("chatcmpl-");
@@ -161,9 +180,14 @@ fn completion_id() -> String {
 
 /// What a stream records when it ends, however it ends.
 struct StreamFinish {
-    metrics: Metrics,
-    model: String,
+    app: Arc<App>,
+    route: Arc<Route>,
+    subject: Arc<Subject>,
+    admission: Admission,
+    request_id: String,
     started: Instant,
+    first_token: Option<Instant>,
+    status: u16,
 }
 
 /// ConverseStream event frames in, OpenAI SSE out, as the upstream body arrives.
@@ -183,17 +207,26 @@ impl SseBody {
     fn end(&mut self) {
         self.done = true;
         if let Some(f) = self.finish.take() {
-            f.metrics
+            let served = &f.route.model.served_name;
+            f.app
+                .metrics
                 .duration
-                .with_label_values(&[ENDPOINT, &f.model])
+                .with_label_values(&[ENDPOINT, served])
                 .observe(f.started.elapsed().as_secs_f64());
-            if let Some(usage) = self.translator.usage() {
-                record_tokens(&f.metrics, &f.model, &usage);
-            }
+            let record = Record {
+                tokens: self.translator.usage().as_ref().map(chat_tokens).unwrap_or_default(),
+                status: f.status,
+                first_token: f.first_token,
+                ..Record::new(ENDPOINT, &f.request_id, &f.subject, &f.route.model, f.started, &f.admission)
+            };
+            f.app.usage.record(&record);
         }
     }
 
     fn fail(&mut self, error: ApiError) {
+        if let Some(f) = &mut self.finish {
+            f.status = error.status.as_u16();
+        }
         self.translator.abort(&error, &mut self.out);
         self.end();
     }
@@ -210,6 +243,9 @@ impl Body for SseBody {
         let this = &mut *self;
         loop {
             if !this.out.is_empty() {
+                if let Some(f) = this.finish.as_mut().filter(|f| f.first_token.is_none()) {
+                    f.first_token = Some(Instant::now());
+                }
                 return Poll::Ready(Some(Ok(Frame::data(this.out.split().freeze()))));
             }
             if this.done {
@@ -253,7 +289,8 @@ impl Body for SseBody {
 impl Drop for SseBody {
     fn drop(&mut self) {
         // The client went away mid-stream: still record the duration and what was used.
-        if self.finish.is_some() {
+        if let Some(f) = &mut self.finish {
+            f.status = 499;
             self.end();
         }
     }

@@ -9,7 +9,6 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::{authorize, invoke_all, json_response, read_body, read_json, record_request, snapshot};
-use crate::auth::authenticate;
 use crate::bedrock::embeddings::{CohereEmbedResponse, TitanEmbedResponse};
 use crate::bedrock::models::{EmbeddingFamily, embedding_family};
 use crate::body::ResponseBody;
@@ -17,6 +16,7 @@ use crate::error::ApiError;
 use crate::openai::embeddings::parse_embedding_request;
 use crate::server::App;
 use crate::translate::{embeddings_cohere, embeddings_titan};
+use crate::usage::{self, Record, Tokens};
 
 const ENDPOINT: &str = "embeddings";
 /// Bedrock's header with the input token count of an InvokeModel call.
@@ -29,7 +29,7 @@ pub async fn create(
     started: Instant,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let mut model_label = String::from("-");
-    let result = embed(app, req, &mut model_label).await;
+    let result = embed(app, req, started, &mut model_label).await;
     record_request(app, ENDPOINT, &model_label, &result, started);
     result
 }
@@ -37,17 +37,20 @@ pub async fn create(
 async fn embed(
     app: &Arc<App>,
     req: Request<Incoming>,
+    started: Instant,
     model_label: &mut String,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let snapshot = snapshot(app)?;
     let (parts, body) = req.into_parts();
-    let subject = authenticate(&parts.headers, &snapshot)?;
+    let subject = app.auth.authenticate(&parts.headers, &snapshot).await?;
+    let subject = &subject;
     let request = parse_embedding_request(&read_body(app, body).await?)?;
     let route =
         snapshot.routes.get(&request.model).ok_or_else(|| ApiError::model_not_found(&request.model))?;
     model_label.clone_from(&route.model.served_name);
     authorize(&snapshot, subject, route, ModelKind::Embedding)?;
     let model = route.model.served_name.as_str();
+    let admission = app.usage.admit(subject, &snapshot.policies, model).await?;
     let family = embedding_family(&route.model.model_id).ok_or_else(|| {
         ApiError::invalid_request(format!(
             "The model `{model}` (`{}`) is not an embedding model this gateway can call; it serves Titan \
@@ -81,8 +84,16 @@ async fn embed(
             embeddings_cohere::embedding_list(batches, &request)?
         }
     };
-    app.metrics.tokens.with_label_values(&[model, "input"]).inc_by(list.usage.prompt_tokens);
-    Ok(json_response(StatusCode::OK, serde_json::to_vec(&list).expect("embedding list serializes")))
+    let request_id: String =
+        "embd-".chars().chain(std::iter::repeat_with(fastrand::alphanumeric).take(24)).collect();
+    let tokens = Tokens { input: list.usage.prompt_tokens, ..Tokens::default() };
+    let record =
+        Record { tokens, ..Record::new(ENDPOINT, &request_id, subject, &route.model, started, &admission) };
+    let cost = app.usage.record(&record);
+    let mut response =
+        json_response(StatusCode::OK, serde_json::to_vec(&list).expect("embedding list serializes"));
+    usage::set_headers(response.headers_mut(), &admission, cost);
+    Ok(response)
 }
 
 /// The input token count Bedrock reported in a header (0 when absent).

@@ -14,15 +14,17 @@ use super::{
     authorize, invoke_all, invoke_model, json_response, read_body, read_json, record_request, snapshot,
     unix_now,
 };
-use crate::auth::authenticate;
+use crate::auth::Subject;
 use crate::bedrock::images::{CanvasRequest, CanvasResponse, StabilityRequest, StabilityResponse};
 use crate::bedrock::models::{ImageFamily, image_family};
 use crate::body::ResponseBody;
 use crate::error::ApiError;
-use crate::openai::images::{parse_edit_request, parse_generation_request};
+use crate::limits::Admission;
+use crate::openai::images::{ImagesResponse, parse_edit_request, parse_generation_request};
 use crate::server::App;
 use crate::snapshot::{Route, Snapshot};
 use crate::translate::{images_nova, images_stability};
+use crate::usage::{self, Record};
 
 const ENDPOINT: &str = "images";
 
@@ -33,7 +35,7 @@ pub async fn generations(
     started: Instant,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let mut model_label = String::from("-");
-    let result = generate(app, req, &mut model_label).await;
+    let result = generate(app, req, started, &mut model_label).await;
     record_request(app, ENDPOINT, &model_label, &result, started);
     result
 }
@@ -45,7 +47,7 @@ pub async fn edits(
     started: Instant,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let mut model_label = String::from("-");
-    let result = edit(app, req, &mut model_label).await;
+    let result = edit(app, req, started, &mut model_label).await;
     record_request(app, ENDPOINT, &model_label, &result, started);
     result
 }
@@ -61,12 +63,14 @@ enum Calls<'a> {
 async fn generate(
     app: &Arc<App>,
     req: Request<Incoming>,
+    started: Instant,
     model_label: &mut String,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let created = unix_now();
     let snapshot = snapshot(app)?;
     let (parts, body) = req.into_parts();
-    let subject = authenticate(&parts.headers, &snapshot)?;
+    let subject = app.auth.authenticate(&parts.headers, &snapshot).await?;
+    let subject = &subject;
     let request = parse_generation_request(&read_body(app, body).await?)?;
     let (route, family) = image_route(&snapshot, subject, &request.options.model, model_label)?;
     let calls = match family {
@@ -75,18 +79,22 @@ async fn generate(
         }
         _ => Calls::Canvas(images_nova::generation_request(&request, family)?),
     };
-    run(app, route, calls, created).await
+    let admission = app.usage.admit(subject, &snapshot.policies, &route.model.served_name).await?;
+    let response = run(app, route, calls, created).await?;
+    Ok(record(app, subject, route, &admission, started, response))
 }
 
 async fn edit(
     app: &Arc<App>,
     req: Request<Incoming>,
+    started: Instant,
     model_label: &mut String,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let created = unix_now();
     let snapshot = snapshot(app)?;
     let (parts, body) = req.into_parts();
-    let subject = authenticate(&parts.headers, &snapshot)?;
+    let subject = app.auth.authenticate(&parts.headers, &snapshot).await?;
+    let subject = &subject;
     let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let request = parse_edit_request(content_type, read_body(app, body).await?).await?;
     let (route, family) = image_route(&snapshot, subject, &request.options.model, model_label)?;
@@ -96,13 +104,15 @@ async fn edit(
         }
         _ => Calls::Canvas(images_nova::edit_request(&request, family)?),
     };
-    run(app, route, calls, created).await
+    let admission = app.usage.admit(subject, &snapshot.policies, &route.model.served_name).await?;
+    let response = run(app, route, calls, created).await?;
+    Ok(record(app, subject, route, &admission, started, response))
 }
 
 /// The route of an image model the caller may use, and its family.
 fn image_route<'a>(
     snapshot: &'a Snapshot,
-    subject: &crate::auth::Subject,
+    subject: &Subject,
     model: &str,
     model_label: &mut String,
 ) -> Result<(&'a Route, ImageFamily), ApiError> {
@@ -120,12 +130,7 @@ fn image_route<'a>(
     Ok((route, family))
 }
 
-async fn run(
-    app: &App,
-    route: &Route,
-    calls: Calls<'_>,
-    created: u64,
-) -> Result<Response<ResponseBody>, ApiError> {
+async fn run(app: &App, route: &Route, calls: Calls<'_>, created: u64) -> Result<ImagesResponse, ApiError> {
     let model = route.model.served_name.as_str();
     let response = match calls {
         Calls::Canvas(call) => {
@@ -142,5 +147,27 @@ async fn run(
         }
     };
     app.metrics.images.with_label_values(&[model]).inc_by(response.data.len() as u64);
-    Ok(json_response(StatusCode::OK, serde_json::to_vec(&response).expect("images response serializes")))
+    Ok(response)
+}
+
+/// Prices and records a finished images request; the response with its cost header.
+fn record(
+    app: &App,
+    subject: &Subject,
+    route: &Route,
+    admission: &Admission,
+    started: Instant,
+    response: ImagesResponse,
+) -> Response<ResponseBody> {
+    let request_id: String =
+        "img-".chars().chain(std::iter::repeat_with(fastrand::alphanumeric).take(24)).collect();
+    let record = Record {
+        images: response.data.len() as u64,
+        ..Record::new(ENDPOINT, &request_id, subject, &route.model, started, admission)
+    };
+    let cost = app.usage.record(&record);
+    let mut reply =
+        json_response(StatusCode::OK, serde_json::to_vec(&response).expect("images response serializes"));
+    usage::set_headers(reply.headers_mut(), admission, cost);
+    reply
 }

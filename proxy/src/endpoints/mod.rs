@@ -75,7 +75,11 @@ pub fn text_response(
 
 /// The OpenAI-shaped error response.
 pub fn error_response(error: &ApiError) -> Response<ResponseBody> {
-    json_response(error.status, error.to_json())
+    let mut response = json_response(error.status, error.to_json());
+    if let Some(headers) = &error.headers {
+        response.headers_mut().extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    response
 }
 
 /// Checks that `subject` may call `route` and that the model serves `kind`'s endpoint: 403

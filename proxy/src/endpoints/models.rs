@@ -6,7 +6,6 @@ use serde::Serialize;
 use super::{json_response, snapshot};
 use api::config::{Model, ModelKind};
 
-use crate::auth::authenticate;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::server::App;
@@ -56,11 +55,11 @@ impl ChatCapabilities {
 }
 
 /// Lists the models the caller's policies grant, sorted by served name.
-pub fn list<B>(app: &App, req: &Request<B>) -> Result<Response<ResponseBody>, ApiError> {
+pub async fn list<B>(app: &App, req: &Request<B>) -> Result<Response<ResponseBody>, ApiError> {
     let snapshot = snapshot(app)?;
-    let subject = authenticate(req.headers(), &snapshot)?;
+    let subject = app.auth.authenticate(req.headers(), &snapshot).await?;
     let data = snapshot
-        .visible_models(subject)
+        .visible_models(&subject)
         .into_iter()
         .map(|r| ModelEntry {
             id: &r.model.served_name,

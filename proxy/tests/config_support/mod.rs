@@ -43,7 +43,10 @@ impl Parts {
         )
         .await;
         let dir = quickstart_copy(&sim.url());
-        let rendered = ManifestDir::new(&dir, Duration::from_secs(1)).load().expect("quick-start renders");
+        let mut rendered =
+            ManifestDir::new(&dir, Duration::from_secs(1)).load().expect("quick-start renders");
+        // The quick start's chat models only: the swaps below add and remove models by name.
+        rendered.config.models.retain(|name, _| DEMO.contains(&name.as_str()));
         let store = Arc::new(ConfigStore::default());
         let metrics = Metrics::new();
         let publisher = Publisher::new(
