@@ -12,7 +12,6 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,6 +29,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::error::ApiError;
 use crate::openai::chat::{ChatCompletionRequest, ChatMessage, ContentPart};
+use crate::upstream::https_connector;
 
 /// Largest image fetched, in bytes (Bedrock takes images up to 3.75 MB).
 pub const MAX_IMAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -121,18 +121,8 @@ impl ImageFetcher {
         let mut http = HttpConnector::new_with_resolver(GuardedResolver { allow_private });
         http.enforce_http(false);
         http.set_connect_timeout(Some(FETCH_TIMEOUT));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
-            .with_no_client_auth();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(4).build(connector);
+        let client =
+            Client::builder(TokioExecutor::new()).pool_max_idle_per_host(4).build(https_connector(http));
         ImageFetcher { client, allow_private }
     }
 
