@@ -13,7 +13,9 @@ use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use hyper::body::Incoming;
 
-use super::{authorize, collect_limited, json_response, read_body, snapshot, unix_now, upstream_error};
+use super::{
+    authorize, collect_limited, json_response, read_body, record_request, snapshot, unix_now, upstream_error,
+};
 use crate::auth::Subject;
 use crate::bedrock::converse::ConverseResponse;
 use crate::bedrock::eventstream::EventStreamDecoder;
@@ -39,18 +41,7 @@ pub async fn completions(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let mut model_label = String::from("-");
     let result = complete(app, req, started, &mut model_label).await;
-    let status = match &result {
-        Ok(response) => response.status(),
-        Err(e) => e.status,
-    };
-    app.metrics.requests.with_label_values(&[ENDPOINT, &model_label, status.as_str()]).inc();
-    // A stream records its duration when it ends; everything else ends here.
-    if !matches!(&result, Ok(r) if matches!(r.body(), ResponseBody::Stream(_))) {
-        app.metrics
-            .duration
-            .with_label_values(&[ENDPOINT, &model_label])
-            .observe(started.elapsed().as_secs_f64());
-    }
+    record_request(app, ENDPOINT, &model_label, &result, started);
     result
 }
 

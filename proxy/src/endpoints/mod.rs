@@ -176,7 +176,8 @@ pub async fn collect_limited(body: Incoming) -> Result<Bytes, ApiError> {
         .map_err(|_| ApiError::bad_gateway("The Bedrock response ended before it was complete."))
 }
 
-/// Records the request count and duration of a non-streamed response.
+/// Records the request count, and the duration unless the response is a stream (a stream
+/// records its duration when it ends).
 pub fn record_request(
     app: &App,
     endpoint: &str,
@@ -189,7 +190,9 @@ pub fn record_request(
         Err(e) => e.status,
     };
     app.metrics.requests.with_label_values(&[endpoint, model, status.as_str()]).inc();
-    app.metrics.duration.with_label_values(&[endpoint, model]).observe(started.elapsed().as_secs_f64());
+    if !matches!(result, Ok(r) if matches!(r.body(), ResponseBody::Stream(_))) {
+        app.metrics.duration.with_label_values(&[endpoint, model]).observe(started.elapsed().as_secs_f64());
+    }
 }
 
 /// Seconds since the Unix epoch.
