@@ -11,7 +11,7 @@ use futures_util::stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::parse::{check_rest, from_json, missing, not_yet};
+use super::parse::{check_rest, from_json, invalid, missing, not_yet};
 use crate::error::ApiError;
 
 /// Most images one request may ask for (OpenAI's limit).
@@ -160,11 +160,11 @@ impl WireOptions {
         let model = self.model.filter(|m| !m.is_empty()).ok_or_else(|| missing("model".to_owned()))?;
         let prompt = self.prompt.ok_or_else(|| missing("prompt".to_owned()))?;
         if prompt.trim().is_empty() {
-            return Err(invalid("prompt", "it must not be empty."));
+            return Err(invalid("prompt".to_owned(), "it must not be empty"));
         }
         let n = self.n.unwrap_or(1);
         if !(1..=MAX_N).contains(&n) {
-            return Err(invalid("n", &format!("{n}; it must be between 1 and {MAX_N}.")));
+            return Err(invalid("n".to_owned(), format_args!("{n}; it must be between 1 and {MAX_N}")));
         }
         match self.response_format.as_deref() {
             None | Some("b64_json") => {}
@@ -176,12 +176,14 @@ impl WireOptions {
                 .with_param("response_format")
                 .with_code("unsupported_value"));
             }
-            Some(other) => return Err(invalid("response_format", &format!("`{other}`; use `b64_json`."))),
+            Some(other) => {
+                return Err(invalid("response_format".to_owned(), format_args!("`{other}`; use `b64_json`")));
+            }
         }
         match self.background.as_deref() {
             None | Some("auto" | "opaque") => {}
             Some("transparent") => return Err(not_yet("background".to_owned())),
-            Some(other) => return Err(invalid("background", &format!("`{other}`."))),
+            Some(other) => return Err(invalid("background".to_owned(), format_args!("`{other}`"))),
         }
         if self.stream == Some(true) {
             return Err(not_yet("stream".to_owned()));
@@ -191,8 +193,8 @@ impl WireOptions {
             Some("hd" | "high") => Quality::Premium,
             Some(other) => {
                 return Err(invalid(
-                    "quality",
-                    &format!("`{other}`; use one of standard, hd, low, medium, high, auto."),
+                    "quality".to_owned(),
+                    format_args!("`{other}`; use one of standard, hd, low, medium, high, auto"),
                 ));
             }
         };
@@ -210,10 +212,6 @@ impl WireOptions {
     }
 }
 
-fn invalid(param: &str, detail: &str) -> ApiError {
-    ApiError::invalid_request(format!("Invalid value for `{param}`: {detail}")).with_param(param)
-}
-
 /// `"WxH"` -> a size; `"auto"` -> `None`.
 fn parse_size(size: &str) -> Result<Option<Size>, ApiError> {
     if size == "auto" {
@@ -224,8 +222,8 @@ fn parse_size(size: &str) -> Result<Option<Size>, ApiError> {
     match parsed {
         Some((width, height)) if width > 0 && height > 0 => Ok(Some(Size { width, height })),
         _ => Err(invalid(
-            "size",
-            &format!("`{size}`; use `WIDTHxHEIGHT` in pixels (e.g. `1024x1024`) or `auto`."),
+            "size".to_owned(),
+            format_args!("`{size}`; use `WIDTHxHEIGHT` in pixels (e.g. `1024x1024`) or `auto`"),
         )),
     }
 }
@@ -285,7 +283,10 @@ pub async fn parse_edit_request(
         Some("INPAINTING") => Some(EditTask::Inpainting),
         Some("OUTPAINTING") => Some(EditTask::Outpainting),
         Some(other) => {
-            return Err(invalid("task_type", &format!("`{other}`; use INPAINTING or OUTPAINTING.")));
+            return Err(invalid(
+                "task_type".to_owned(),
+                format_args!("`{other}`; use INPAINTING or OUTPAINTING"),
+            ));
         }
     };
     let mask_prompt = take("mask_prompt").filter(|s| !s.is_empty());
@@ -293,7 +294,9 @@ pub async fn parse_edit_request(
     let strength = take("strength")
         .map(|s| s.parse::<f32>().ok().filter(|x| (0.0..=1.0).contains(x)).ok_or(s))
         .transpose()
-        .map_err(|s| invalid("strength", &format!("`{s}`; it must be a number between 0 and 1.")))?;
+        .map_err(|s| {
+            invalid("strength".to_owned(), format_args!("`{s}`; it must be a number between 0 and 1"))
+        })?;
     let options = typed_fields(fields)?.validate()?;
     Ok(ImageEditRequest { options, images, mask, task, mask_prompt, outpainting_mode, strength })
 }
@@ -303,8 +306,9 @@ pub async fn parse_edit_request(
 fn typed_fields(mut fields: Map<String, Value>) -> Result<WireOptions, ApiError> {
     for key in ["n", "seed"] {
         if let Some(Value::String(text)) = fields.get(key) {
-            let number =
-                text.parse::<u64>().map_err(|_| invalid(key, &format!("`{text}`; expected an integer.")))?;
+            let number = text
+                .parse::<u64>()
+                .map_err(|_| invalid(key.to_owned(), format_args!("`{text}`; expected an integer")))?;
             fields.insert(key.to_owned(), Value::from(number));
         }
     }
