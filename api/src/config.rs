@@ -211,6 +211,23 @@ pub struct Model {
     /// Bedrock guardrail applied to every chat call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardrail: Option<Guardrail>,
+    /// Models tried in order when this one stays throttled or unavailable after its retries
+    /// (fallbacks of fallbacks already flattened in, each once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<Fallback>,
+    /// Milliseconds Bedrock may take to start answering; the proxy's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_byte_timeout_ms: Option<u64>,
+}
+
+/// A fallback of a [`Model`]: another served model (or the same), in a region.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fallback {
+    /// Served name of the model that answers instead.
+    pub served_name: String,
+    /// Region it is called in.
+    pub region: String,
 }
 
 /// Cohere Embed `input_type` values: the CRD's enum as is.

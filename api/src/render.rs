@@ -5,6 +5,7 @@
 
 mod accounts;
 mod api_keys;
+mod fallbacks;
 mod model_id;
 mod models;
 mod policies;
@@ -35,6 +36,7 @@ pub fn render(m: &Manifests) -> Result<Rendered, Problems> {
     rendered.config.version = CONFIG_VERSION;
     accounts::render(&accounts, &index, &mut rendered, &mut problems);
     rendered.config.models = models::render(&models, &accounts, &mut problems);
+    fallbacks::resolve(&models, &mut rendered.config.models, &mut problems);
     rendered.config.policies = policies::render(&policies, &mut problems);
     rendered.credentials.api_keys = api_keys::render(&secrets, &mut problems);
     problems.into_result(rendered)

@@ -213,6 +213,8 @@ fn discover(rendered: &mut Rendered, facts: &Facts) -> BTreeMap<String, u32> {
                         embedding_input_type: None,
                         underlying_model_id: underlying.cloned(),
                         guardrail: None,
+                        fallbacks: Vec::new(),
+                        first_byte_timeout_ms: None,
                     },
                 );
             }

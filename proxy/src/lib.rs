@@ -1,7 +1,7 @@
 //! bedrock-gateway proxy: serves the OpenAI API on top of AWS Bedrock.
 //!
 //! Request path: `server` -> `endpoints` -> `auth` -> `policy` -> `limits` (through `usage`) ->
-//! `translate` -> `upstream` and back through `translate` to the caller; `usage` prices and records
+//! `translate` -> `resilience` (retries, fallbacks, timeouts) -> `upstream` and back through `translate` to the caller; `usage` prices and records
 //! what was used. Translators are pure; I/O lives in `server`, `upstream`, `credentials`, `config`.
 
 pub mod auth;
@@ -15,6 +15,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openai;
 pub mod policy;
+pub mod resilience;
 pub mod server;
 pub mod snapshot;
 pub mod translate;

@@ -12,8 +12,10 @@ use proxy::config::{ConfigDir, ConfigStore, KubeSource, ManifestDir, Publisher, 
 use proxy::credentials::{CredentialMetrics, PodIdentityEnv, Registry};
 use proxy::limits::Limiter;
 use proxy::metrics::Metrics;
+use proxy::resilience::Policy;
 use proxy::server::{App, serve, serve_ops};
 use proxy::snapshot::SimulatorOverride;
+use proxy::upstream::Upstream;
 use proxy::usage::Recorder;
 use tokio::net::TcpListener;
 
@@ -41,6 +43,8 @@ struct Cli {
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 32 * 1024 * 1024)]
     max_body_bytes: usize,
+    #[command(flatten)]
+    upstream: UpstreamArgs,
     /// Seconds open requests may take to finish after SIGTERM.
     #[arg(long, default_value_t = 30)]
     shutdown_grace_seconds: u64,
@@ -93,6 +97,47 @@ struct Cli {
     /// Extra CA bundle for the OIDC issuer's HTTPS endpoints.
     #[arg(long)]
     oidc_ca_file: Option<PathBuf>,
+}
+
+/// Retries and timeouts of Bedrock calls (see `proxy::resilience`).
+#[derive(Args, Debug)]
+struct UpstreamArgs {
+    /// Attempts per model before its fallbacks (or the error), the first included; 1 turns retries off.
+    #[arg(long, env = "BGW_RETRY_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
+    retry_max_attempts: u32,
+    /// Backoff before the first retry in milliseconds (full jitter, doubling per retry).
+    #[arg(long, env = "BGW_RETRY_BACKOFF_BASE_MS", default_value_t = 100)]
+    retry_backoff_base_ms: u64,
+    /// Longest backoff between two attempts, in milliseconds.
+    #[arg(long, env = "BGW_RETRY_BACKOFF_MAX_MS", default_value_t = 2000)]
+    retry_backoff_max_ms: u64,
+    /// No retry or fallback starts later than this after the first attempt, in milliseconds.
+    #[arg(long, env = "BGW_RETRY_DEADLINE_MS", default_value_t = 20_000)]
+    retry_deadline_ms: u64,
+    /// Milliseconds to connect to Bedrock.
+    #[arg(long, env = "BGW_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
+    connect_timeout_ms: u64,
+    /// Milliseconds Bedrock may take to send the response headers (a whole answer without
+    /// streaming); BedrockModel spec.timeouts.firstByteMs overrides it per model.
+    #[arg(long, env = "BGW_FIRST_BYTE_TIMEOUT_MS", default_value_t = 120_000)]
+    first_byte_timeout_ms: u64,
+    /// Longest silence between two stream events from Bedrock, in milliseconds; the stream then
+    /// ends with an error event.
+    #[arg(long, env = "BGW_STREAM_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    stream_idle_timeout_ms: u64,
+}
+
+impl UpstreamArgs {
+    fn policy(&self) -> Policy {
+        Policy {
+            max_attempts: self.retry_max_attempts,
+            backoff_base: Duration::from_millis(self.retry_backoff_base_ms),
+            backoff_max: Duration::from_millis(self.retry_backoff_max_ms),
+            deadline: Duration::from_millis(self.retry_deadline_ms),
+            first_byte_timeout: Duration::from_millis(self.first_byte_timeout_ms),
+            idle_timeout: Duration::from_millis(self.stream_idle_timeout_ms),
+        }
+    }
 }
 
 /// Where the config comes from: exactly one of --manifests, --config-dir, or --kube-configmap
@@ -168,6 +213,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         .allowing_private_image_urls(cli.allow_private_image_urls)
         .serving_playground(cli.playground);
     app.metrics_on_api = cli.metrics_listen.is_none();
+    app.upstream = Upstream::with_connect_timeout(Duration::from_millis(cli.upstream.connect_timeout_ms));
+    app.resilience = cli.upstream.policy();
     app.usage = Recorder::new(app.metrics.clone(), limiter);
     if cli.service_account_tokens {
         let config = match cli.kube_api_url.clone() {

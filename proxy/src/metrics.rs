@@ -18,6 +18,11 @@ pub struct Metrics {
     pub duration: HistogramVec,
     /// Errors answered by Bedrock, by model and AWS error type.
     pub upstream_errors: IntCounterVec,
+    /// Retries of Bedrock calls, by account, model and reason (`throttled`, `unavailable`,
+    /// `server_error`, `connection`).
+    pub upstream_retries: IntCounterVec,
+    /// Calls answered by a fallback, by requested model and the model that answered.
+    pub fallbacks: IntCounterVec,
     /// Tokens by model and type (`input`, `output`, `cache_read`, `cache_write`, `reasoning`).
     pub tokens: IntCounterVec,
     /// Spend in USD by account, model and team (and user, when enabled).
@@ -78,6 +83,22 @@ impl Metrics {
                 "Errors answered by Bedrock, by model and AWS error type.",
             ),
             &["model", "error_type"],
+        )
+        .expect("valid metric");
+        let upstream_retries = IntCounterVec::new(
+            Opts::new(
+                "bedrock_gateway_upstream_retries_total",
+                "Bedrock calls retried before the caller got a byte, by account, model and reason.",
+            ),
+            &["account", "model", "reason"],
+        )
+        .expect("valid metric");
+        let fallbacks = IntCounterVec::new(
+            Opts::new(
+                "bedrock_gateway_fallbacks_total",
+                "Calls answered by a fallback model, by requested model and the model that answered.",
+            ),
+            &["model", "served_by"],
         )
         .expect("valid metric");
         let tokens = IntCounterVec::new(
@@ -154,6 +175,8 @@ impl Metrics {
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
             Box::new(upstream_errors.clone()),
+            Box::new(upstream_retries.clone()),
+            Box::new(fallbacks.clone()),
             Box::new(tokens.clone()),
             Box::new(cost_usd.clone()),
             Box::new(unpriced_requests.clone()),
@@ -172,6 +195,8 @@ impl Metrics {
             requests,
             duration,
             upstream_errors,
+            upstream_retries,
+            fallbacks,
             tokens,
             cost_usd,
             user_label,

@@ -33,6 +33,8 @@ pub struct App {
     pub config: Arc<ConfigStore>,
     /// Pooled client to Bedrock.
     pub upstream: Upstream,
+    /// Retries, fallbacks and timeouts of Bedrock calls.
+    pub resilience: crate::resilience::Policy,
     /// Metric families.
     pub metrics: Metrics,
     /// Caller identity: API keys, and service-account tokens when enabled.
@@ -59,6 +61,7 @@ impl App {
         App {
             config,
             upstream: Upstream::new(),
+            resilience: crate::resilience::Policy::default(),
             metrics,
             auth: Authenticator::default(),
             usage,

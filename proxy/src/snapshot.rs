@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use api::config::{AccountAuth, AccountSecret, ApiKeyIdentity, Endpoints, GatewayConfig, Model, Rendered};
+use http::HeaderValue;
 
 use crate::auth::Subject;
 use crate::credentials::{AccountCredentials, Registry};
@@ -26,6 +27,10 @@ pub struct Route {
     pub invoke: Target,
     /// How the account signs.
     pub signer: Signer,
+    /// Tried in order when this route stays throttled or unavailable (empty on fallbacks).
+    pub fallbacks: Vec<Arc<Route>>,
+    /// `x-bedrock-gateway-served-by` of answers from this route: `<served name>; region=<region>`.
+    pub served_by: HeaderValue,
 }
 
 /// Everything one config generation serves.
@@ -68,9 +73,8 @@ impl Snapshot {
                 (account.name.as_str(), signer_for(account, secret, sim, registry))
             })
             .collect();
-        let mut routes = HashMap::with_capacity(config.models.len());
-        for (name, model) in &config.models {
-            let Some(account) = config.accounts.get(&model.account) else { continue };
+        let route = |model: &Model| {
+            let account = config.accounts.get(&model.account)?;
             let runtime = match sim {
                 Some(sim) => sim.url.clone(),
                 None => Endpoints::for_region(&account.endpoints.runtime, &model.region),
@@ -84,13 +88,35 @@ impl Snapshot {
                 Target::model_operation(&runtime, &model.model_id, "invoke", &model.region),
             );
             let (Some(converse), Some(converse_stream), Some(invoke)) = targets else {
-                tracing::error!(model = %name, endpoint = %runtime, "runtime endpoint is not a valid URL; model not served");
-                continue;
+                tracing::error!(model = %model.served_name, endpoint = %runtime, "runtime endpoint is not a valid URL; model not served");
+                return None;
             };
-            routes.insert(
-                name.clone(),
-                Arc::new(Route { model: model.clone(), converse, converse_stream, invoke, signer }),
-            );
+            let served_by = HeaderValue::from_str(&format!("{}; region={}", model.served_name, model.region))
+                .unwrap_or_else(|_| HeaderValue::from_static("-"));
+            Some(Route {
+                model: model.clone(),
+                converse,
+                converse_stream,
+                invoke,
+                signer,
+                fallbacks: Vec::new(),
+                served_by,
+            })
+        };
+        let mut routes = HashMap::with_capacity(config.models.len());
+        for (name, model) in &config.models {
+            let Some(mut served) = route(model) else { continue };
+            served.fallbacks = model
+                .fallbacks
+                .iter()
+                .filter_map(|f| {
+                    let target = config.models.get(&f.served_name)?;
+                    let model = Model { region: f.region.clone(), ..target.clone() };
+                    route(&model)
+                        .map(|r| Arc::new(Route { model: Model { fallbacks: Vec::new(), ..r.model }, ..r }))
+                })
+                .collect();
+            routes.insert(name.clone(), Arc::new(served));
         }
         let callers = credentials.api_keys.into_iter().map(|(hash, id)| (hash, subject_of(id))).collect();
         let policies = PolicySet::new(&config.policies);

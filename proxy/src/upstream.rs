@@ -65,13 +65,43 @@ impl Default for Upstream {
     }
 }
 
+/// Default of `--connect-timeout-ms`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a request got no response from Bedrock.
+#[derive(Debug)]
+pub enum SendError {
+    /// No usable credentials: nothing was sent (a 503 naming the account).
+    Credentials(ApiError),
+    /// Connecting, or the connection broke before the response headers (worth retrying).
+    Connection(hyper_util::client::legacy::Error),
+}
+
+impl SendError {
+    /// The caller's error: the credentials' 503, or a 502 for a Bedrock the gateway cannot reach.
+    pub fn into_api_error(self) -> ApiError {
+        match self {
+            SendError::Credentials(e) => e,
+            SendError::Connection(_) => {
+                ApiError::bad_gateway("The gateway could not reach Bedrock; the request was not completed.")
+            }
+        }
+    }
+}
+
 impl Upstream {
-    /// A client with keep-alive pooling, TLS through rustls (webpki roots) and a connect timeout.
+    /// A client with keep-alive pooling, TLS through rustls (webpki roots) and the default
+    /// connect timeout.
     pub fn new() -> Self {
+        Self::with_connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+    }
+
+    /// Like [`Upstream::new`], giving up connecting after `connect_timeout`.
+    pub fn with_connect_timeout(connect_timeout: Duration) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        http.set_connect_timeout(Some(connect_timeout));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
@@ -79,14 +109,15 @@ impl Upstream {
         Upstream { client }
     }
 
-    /// Sends a signed JSON POST to `target`; `accept` is the expected response type.
+    /// Sends a JSON POST to `target`, signed now (a retry gets a fresh signature date); `accept`
+    /// is the expected response type. `body` is shared, so a retry sends the same bytes uncopied.
     pub async fn post_json(
         &self,
         target: &Target,
         signer: &Signer,
-        body: Vec<u8>,
+        body: Bytes,
         accept: &'static str,
-    ) -> Result<Response<Incoming>, ApiError> {
+    ) -> Result<Response<Incoming>, SendError> {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(target.uri.clone())
@@ -95,16 +126,18 @@ impl Upstream {
             .header(ACCEPT, HeaderValue::from_static(accept))
             .body(Full::new(Bytes::new()))
             .expect("request parts are valid");
-        match signer.authorization().await? {
-            Authorization::SigV4(identity) => sign_v4(&mut request, &identity, &target.region, &body)?,
+        match signer.authorization().await.map_err(SendError::Credentials)? {
+            Authorization::SigV4(identity) => {
+                sign_v4(&mut request, &identity, &target.region, &body).map_err(SendError::Credentials)?
+            }
             Authorization::Bearer(value) => {
                 request.headers_mut().insert(AUTHORIZATION, value);
             }
         }
-        *request.body_mut() = Full::new(Bytes::from(body));
+        *request.body_mut() = Full::new(body);
         self.client.request(request).await.map_err(|e| {
             tracing::warn!(error = %e, uri = %target.uri, "Bedrock request failed before a response");
-            ApiError::bad_gateway("The gateway could not reach Bedrock; the request was not completed.")
+            SendError::Connection(e)
         })
     }
 }

@@ -52,6 +52,23 @@ pub(crate) fn garbage_frame() -> std::io::Result<Bytes> {
     Ok(frame.into())
 }
 
+/// A well-formed frame whose message CRC (the last four bytes) is wrong.
+pub(crate) fn bad_crc_frame() -> std::io::Result<Bytes> {
+    let mut frame =
+        event_frame("contentBlockDelta", br#"{"contentBlockIndex":0,"delta":{"text":"x"}}"#.to_vec())?
+            .to_vec();
+    let end = frame.len();
+    frame[end - 4..].iter_mut().for_each(|b| *b = !*b);
+    Ok(frame.into())
+}
+
+/// The first half of a valid frame: what a body cut off mid-frame leaves.
+pub(crate) fn truncated_frame() -> std::io::Result<Bytes> {
+    let frame =
+        event_frame("contentBlockDelta", br#"{"contentBlockIndex":0,"delta":{"text":"x"}}"#.to_vec())?;
+    Ok(frame.slice(..frame.len() / 2))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,17 @@ pub(crate) struct Directives {
     pub reset: bool,
     /// `[[sim:garbage]]`: invalid frame bytes after the first delta.
     pub garbage: bool,
+    /// `[[sim:bad-crc]]`: a frame whose message CRC is wrong after the first delta.
+    pub bad_crc: bool,
+    /// `[[sim:truncated]]`: half a frame after the first delta, then the body ends.
+    pub truncated: bool,
+    /// `[[sim:times=N]]`: `error` strikes only the first N calls with this model and body (the
+    /// caller's retries), later ones are answered.
+    pub times: Option<u32>,
+    /// `[[sim:fault-model=ID]]`: the faults strike only calls to this model id.
+    pub fault_model: Option<String>,
+    /// `[[sim:fault-region=REGION]]`: the faults strike only calls signed for this region.
+    pub fault_region: Option<String>,
     /// `[[sim:reply=TEXT]]`: the exact reply text.
     pub reply: Option<String>,
     /// `[[sim:tool=NAME]]` or `[[sim:tool=NAME:{json input}]]`: call this tool (several make
@@ -52,6 +63,30 @@ fn millis(name: &str, value: Option<&str>) -> Result<Duration, AwsError> {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_millis)
         .ok_or_else(|| bad(format!("bedrock-sim: [[sim:{name}=MS]] needs a whole number of milliseconds")))
+}
+
+impl Directives {
+    /// Drops every fault when `fault-model` or `fault-region` names another model or region
+    /// than this call's, so that a test can fault one model and let its fallback answer.
+    pub(crate) fn target(&mut self, model_id: &str, region: Option<&str>) {
+        let other_model = self.fault_model.as_deref().is_some_and(|m| m != model_id);
+        let other_region = self.fault_region.as_deref().is_some_and(|r| Some(r) != region);
+        if other_model || other_region {
+            self.error = None;
+            self.latency = Duration::ZERO;
+            self.gap = Duration::ZERO;
+            self.stream_error = None;
+            self.reset = false;
+            self.garbage = false;
+            self.bad_crc = false;
+            self.truncated = false;
+        }
+    }
+
+    /// Whether a mid-stream fault cuts the stream after its first delta.
+    pub(crate) fn cuts_stream(&self) -> bool {
+        self.garbage || self.bad_crc || self.truncated || self.stream_error.is_some() || self.reset
+    }
 }
 
 /// Extracts the directives from `text`; unknown or malformed directives are a ValidationException
@@ -103,6 +138,17 @@ pub(crate) fn parse(text: &str) -> Result<Directives, AwsError> {
             ("guardrail", None) => d.guardrail = true,
             ("reset", None) => d.reset = true,
             ("garbage", None) => d.garbage = true,
+            ("bad-crc", None) => d.bad_crc = true,
+            ("truncated", None) => d.truncated = true,
+            ("times", Some(v)) => {
+                let n = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("bedrock-sim: [[sim:times=N]] needs a whole number".into()))?;
+                d.times = Some(n);
+            }
+            ("fault-model", Some(v)) => d.fault_model = Some(v.to_owned()),
+            ("fault-region", Some(v)) => d.fault_region = Some(v.to_owned()),
             ("filter", None) => d.filter = true,
             _ => return Err(bad(format!("bedrock-sim: unknown directive [[sim:{body}]]"))),
         }
@@ -136,6 +182,30 @@ mod tests {
         assert_eq!(d.error.as_deref(), Some("ThrottlingException"));
         assert_eq!(d.reply.as_deref(), Some("a  b"));
         assert_eq!(d.clean_text, "hi there");
+        let more = parse("x [[sim:bad-crc]][[sim:truncated]][[sim:times=2]][[sim:fault-model=a.b:0]][[sim:fault-region=eu-west-1]]")
+            .unwrap();
+        assert!(more.bad_crc && more.truncated);
+        assert_eq!(more.times, Some(2));
+        assert_eq!(
+            (more.fault_model.as_deref(), more.fault_region.as_deref()),
+            (Some("a.b:0"), Some("eu-west-1"))
+        );
+    }
+
+    #[test]
+    fn faults_can_target_one_model_and_region() {
+        let mut d =
+            parse("[[sim:error=ThrottlingException]][[sim:latency=5]][[sim:fault-model=m1]]").unwrap();
+        d.target("m1", Some("us-east-1"));
+        assert!(d.error.is_some() && !d.latency.is_zero());
+        d.target("m2", Some("us-east-1"));
+        assert!(d.error.is_none() && d.latency.is_zero());
+        let mut d = parse("[[sim:reset]][[sim:fault-region=us-east-1]]").unwrap();
+        d.target("m", Some("us-west-2"));
+        assert!(!d.cuts_stream());
+        let mut d = parse("[[sim:reset]][[sim:fault-region=us-east-1]]").unwrap();
+        d.target("m", Some("us-east-1"));
+        assert!(d.cuts_stream());
     }
 
     #[test]
@@ -145,6 +215,7 @@ mod tests {
             "[[sim:latency=soon]]",
             "[[sim:stream-error=boom]]",
             "[[sim:explode]]",
+            "[[sim:times=x]]",
             "[[sim:reset",
         ] {
             let e = parse(text).unwrap_err();

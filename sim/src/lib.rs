@@ -10,6 +10,7 @@
 
 mod auth;
 mod cache;
+mod cancel;
 mod control;
 mod converse;
 mod embed;

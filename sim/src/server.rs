@@ -1,9 +1,12 @@
 //! HTTP server (hyper 1, HTTP/1.1 and h2c on one port), routing and the `/_sim/*` control API.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::hash::{Hash, Hasher};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -20,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::Keyring;
+use crate::cancel::Completion;
 use crate::errors::{AwsError, request_id};
 use crate::record::{RecordedRequest, Recorder};
 use crate::sigv4::SignedRequest;
@@ -39,6 +43,29 @@ struct State {
     recorder: Recorder,
     prompt_cache: cache::PromptCache,
     keyring: Keyring,
+    /// Calls the client gave up on (`GET /_sim/cancelled`).
+    cancelled: Arc<AtomicU64>,
+    /// Calls so far by hash of path and body, for `[[sim:times=N]]`.
+    attempts: Mutex<HashMap<u64, u32>>,
+}
+
+impl State {
+    /// How many calls with this path and body arrived, this one included.
+    fn attempt_number(&self, target: &str, body: &[u8]) -> u32 {
+        let mut hasher = std::hash::DefaultHasher::new();
+        (target, body).hash(&mut hasher);
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = attempts.entry(hasher.finish()).or_insert(0);
+        *n += 1;
+        *n
+    }
+}
+
+/// The region of a SigV4 `Authorization` header's credential scope (`None` for bearer tokens).
+fn signed_region(headers: &http::HeaderMap) -> Option<&str> {
+    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let scope = auth.split_once("Credential=")?.1;
+    scope.split('/').nth(2)
 }
 
 /// A running simulator; dropping it (or calling [`SimHandle::shutdown`]) stops the server.
@@ -79,6 +106,11 @@ impl SimHandle {
         self.state.keyring.register(access_key_id, secret_access_key, session_token);
     }
 
+    /// Converse calls whose client went away before the answer was complete.
+    pub fn cancelled(&self) -> u64 {
+        self.state.cancelled.load(Ordering::Relaxed)
+    }
+
     /// Stops the server and closes open connections.
     pub fn shutdown(self) {}
 }
@@ -91,6 +123,8 @@ pub async fn spawn(config: SimConfig, listener: TcpListener) -> SimHandle {
         config,
         recorder: Recorder::default(),
         prompt_cache: cache::PromptCache::default(),
+        cancelled: Arc::default(),
+        attempts: Mutex::default(),
     });
     let (tx, rx) = watch::channel(());
     tokio::spawn(accept_loop(listener, Arc::clone(&state), rx));
@@ -215,6 +249,10 @@ fn control(state: &State, method: &Method, path: &str) -> Response<Body> {
             let json = serde_json::to_vec(&state.recorder.snapshot()).unwrap_or_default();
             response(StatusCode::OK, "application/json", json)
         }
+        (&Method::GET, "/_sim/cancelled") => {
+            let json = format!(r#"{{"cancelled":{}}}"#, state.cancelled.load(Ordering::Relaxed));
+            response(StatusCode::OK, "application/json", json)
+        }
         (&Method::DELETE, "/_sim/requests") => {
             state.recorder.clear();
             response(StatusCode::NO_CONTENT, "text/plain", Bytes::new())
@@ -284,11 +322,17 @@ async fn bedrock(
         return Ok(resp);
     }
     let input = request::parse(body)?;
-    let directives = faults::parse(&input.last_user_text())?;
+    let mut directives = faults::parse(&input.last_user_text())?;
+    directives.target(&model_id, signed_region(&parts.headers));
     if !directives.latency.is_zero() {
+        // A client that gives up while it waits drops this future: counted as cancelled.
+        let mut waiting = Completion::new(&state.cancelled);
         tokio::time::sleep(directives.latency).await;
+        waiting.finish();
     }
-    if let Some(name) = &directives.error {
+    if let Some(name) = &directives.error
+        && directives.times.is_none_or(|n| state.attempt_number(target, body) <= n)
+    {
         return Err(AwsError::modeled(name, &model_id).unwrap_or_else(|| AwsError::validation(name.clone())));
     }
     let cache_use = state.prompt_cache.lookup(input.cache_prefix.as_ref());
@@ -300,7 +344,10 @@ async fn bedrock(
         }
         Operation::Invoke => unreachable!("answered above"),
         Operation::ConverseStream => {
-            let mut resp = Response::new(StreamBody::new(stream::body(&reply, &directives)).boxed_unsync());
+            let mut resp = Response::new(
+                StreamBody::new(stream::body(&reply, &directives, Completion::new(&state.cancelled)))
+                    .boxed_unsync(),
+            );
             resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(eventstream::CONTENT_TYPE));
             resp
         }
@@ -322,6 +369,19 @@ mod tests {
         assert!(route(&Method::POST, "/model/m/invoke-with-response-stream").is_none());
         assert!(route(&Method::POST, "/model/a/b/converse").is_none());
         assert!(route(&Method::POST, "/v1/chat/completions").is_none());
+    }
+
+    #[test]
+    fn region_comes_from_the_credential_scope() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(signed_region(&h), None);
+        h.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static(
+                "AWS4-HMAC-SHA256 Credential=AKIA/20250101/eu-west-1/bedrock/aws4_request, SignedHeaders=host, Signature=0",
+            ),
+        );
+        assert_eq!(signed_region(&h), Some("eu-west-1"));
     }
 
     #[test]

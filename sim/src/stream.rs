@@ -13,8 +13,9 @@ use hyper::body::Frame;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::cancel::Completion;
 use crate::converse::{Metrics, Usage};
-use crate::eventstream::{event_frame, exception_frame, garbage_frame};
+use crate::eventstream::{bad_crc_frame, event_frame, exception_frame, garbage_frame, truncated_frame};
 use crate::faults::Directives;
 use crate::reply::Reply;
 
@@ -29,6 +30,10 @@ enum Step {
     Exception(&'static str, Vec<u8>),
     /// Bytes with a bad prelude CRC.
     Garbage,
+    /// A frame with a bad message CRC.
+    BadCrc,
+    /// Half a frame; the body ends after it.
+    Truncated,
     /// Abort the connection without finishing the body.
     Reset,
 }
@@ -191,8 +196,7 @@ fn plan(reply: &Reply, directives: &Directives) -> VecDeque<Step> {
     let mut steps = VecDeque::new();
     steps.push_back(Step::Event("messageStart", to_json(&MessageStart { role: "assistant", p: padding() })));
     let mut content = content_events(reply).into_iter();
-    let faulted = directives.garbage || directives.stream_error.is_some() || directives.reset;
-    if faulted {
+    if directives.cuts_stream() {
         // Faults strike right after the first delta.
         for step in content.by_ref() {
             let is_delta = matches!(step, Step::Event("contentBlockDelta", _));
@@ -203,6 +207,14 @@ fn plan(reply: &Reply, directives: &Directives) -> VecDeque<Step> {
         }
         if directives.garbage {
             steps.push_back(Step::Garbage);
+        }
+        if directives.bad_crc {
+            steps.push_back(Step::BadCrc);
+        }
+        if directives.truncated {
+            // Nothing can follow half a frame.
+            steps.push_back(Step::Truncated);
+            return steps;
         }
         if let Some(name) = directives.stream_error {
             steps.push_back(Step::Exception(name, exception_payload(name)));
@@ -230,6 +242,8 @@ fn encode(step: Step) -> io::Result<Bytes> {
         Step::Event(event_type, payload) => event_frame(event_type, payload),
         Step::Exception(name, payload) => exception_frame(name, payload),
         Step::Garbage => garbage_frame(),
+        Step::BadCrc => bad_crc_frame(),
+        Step::Truncated => truncated_frame(),
         Step::Reset => {
             Err(io::Error::new(io::ErrorKind::ConnectionReset, "bedrock-sim: injected connection reset"))
         }
@@ -237,15 +251,20 @@ fn encode(step: Step) -> io::Result<Bytes> {
 }
 
 /// The body stream; an `Err` item makes hyper abort the connection (HTTP/1.1) or reset the stream (h2).
+/// `completion` counts the call as cancelled if the body is dropped before its last step.
 pub(crate) fn body(
     reply: &Reply,
     directives: &Directives,
+    completion: Completion,
 ) -> impl Stream<Item = io::Result<Frame<Bytes>>> + Send + use<> {
-    let state = (plan(reply, directives), directives.gap, true);
+    let state = (plan(reply, directives), directives.gap, true, completion);
     futures_util::stream::unfold(
         state,
-        |(mut steps, gap, first): (VecDeque<Step>, Duration, bool)| async move {
-            let step = steps.pop_front()?;
+        |(mut steps, gap, first, mut completion): (VecDeque<Step>, Duration, bool, Completion)| async move {
+            let Some(step) = steps.pop_front() else {
+                completion.finish();
+                return None;
+            };
             if !first && !gap.is_zero() {
                 tokio::time::sleep(gap).await;
             }
@@ -255,11 +274,12 @@ pub(crate) fn body(
                 tokio::time::sleep(RESET_SETTLE).await;
             }
             let item = encode(step).map(Frame::data);
-            // After an error nothing more is sent.
+            // After an error nothing more is sent (hyper stops polling: the injected end is complete).
             if item.is_err() {
                 steps.clear();
+                completion.finish();
             }
-            Some((item, (steps, gap, false)))
+            Some((item, (steps, gap, false, completion)))
         },
     )
 }
@@ -284,6 +304,8 @@ mod tests {
             .map(|s| match s {
                 Step::Event(n, _) | Step::Exception(n, _) => *n,
                 Step::Garbage => "garbage",
+                Step::BadCrc => "bad-crc",
+                Step::Truncated => "truncated",
                 Step::Reset => "reset",
             })
             .collect()
@@ -374,6 +396,17 @@ mod tests {
             names(&steps),
             ["messageStart", "contentBlockDelta", "garbage", "modelStreamErrorException", "reset"]
         );
+    }
+
+    #[test]
+    fn truncation_ends_the_body() {
+        let d = Directives {
+            bad_crc: true,
+            truncated: true,
+            stream_error: Some("throttlingException"),
+            ..Directives::default()
+        };
+        assert_eq!(names(&plan(&reply(), &d)), ["messageStart", "contentBlockDelta", "bad-crc", "truncated"]);
     }
 
     #[test]

@@ -47,6 +47,38 @@ pub struct BedrockModelSpec {
     /// Bedrock guardrail applied to every chat call of this model (Converse guardrailConfig).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guardrail: Option<GuardrailSpec>,
+    /// Models tried, in order, when this one is still throttled or unavailable after the proxy's
+    /// retries: another BedrockModel of this namespace, this model in another region, or both.
+    /// A fallback's own fallbacks follow it; cycles are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<FallbackSpec>,
+    /// Timeouts of calls to this model, overriding the proxy's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<TimeoutsSpec>,
+}
+
+/// One fallback: `model`, `region`, or both (at least one).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FallbackSpec {
+    /// Name of another BedrockModel in this namespace; default this model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Region to call it in; default that model's region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+/// Per-model timeouts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeoutsSpec {
+    /// Milliseconds Bedrock may take to start answering (response headers; a non-streaming
+    /// answer arrives whole, so allow for the whole generation); default the proxy's
+    /// --first-byte-timeout-ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub first_byte_ms: Option<u64>,
 }
 
 /// A Bedrock guardrail, as Converse's `guardrailConfig` names it.

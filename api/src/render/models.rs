@@ -94,6 +94,9 @@ pub(super) fn render(
                 embedding_input_type: spec.embedding.as_ref().and_then(|e| e.input_type),
                 underlying_model_id: None,
                 guardrail: spec.guardrail.clone(),
+                // Resolved once every model is known (`fallbacks::resolve`).
+                fallbacks: Vec::new(),
+                first_byte_timeout_ms: spec.timeouts.as_ref().and_then(|t| t.first_byte_ms),
             },
         );
     }

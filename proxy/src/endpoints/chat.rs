@@ -3,8 +3,8 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use api::config::ModelKind;
 use bytes::{Bytes, BytesMut};
@@ -12,26 +12,29 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use hyper::body::Incoming;
+use tokio::time::Sleep;
 
-use super::{
-    authorize, collect_limited, json_response, read_body, record_request, snapshot, unix_now, upstream_error,
-};
+use super::{authorize, json_response, read_body, read_whole, record_request, snapshot, unix_now};
 use crate::auth::Subject;
 use crate::bedrock::converse::ConverseResponse;
 use crate::bedrock::eventstream::EventStreamDecoder;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::limits::Admission;
-use crate::openai::chat::{Choice, parse_chat_request};
+use crate::openai::chat::{ChatCompletion, ChatCompletionRequest, Choice, Usage, parse_chat_request};
+use crate::resilience::{self, Operation, Prepare, Prepared};
 use crate::server::App;
 use crate::snapshot::Route;
 use crate::translate::ResponseMeta;
-use crate::translate::chat_converse::{ChatStream, chat_completion, converse_request, guardrail_config};
+use crate::translate::chat_converse::{
+    ChatStream, ReplyContext, chat_completion, converse_request, guardrail_config,
+};
 use crate::translate::{StreamStep, StreamTranslator};
 use crate::usage::{self, Record, chat_tokens};
 
 const ENDPOINT: &str = "chat";
-const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
+/// Names the model (and region) that answered: the requested one, or a fallback.
+pub const SERVED_BY: &str = "x-bedrock-gateway-served-by";
 
 /// Handles one chat completion, streaming or not, and records its metrics.
 pub async fn completions(
@@ -61,73 +64,86 @@ async fn complete(
     model_label.clone_from(&route.model.served_name);
     authorize(&snapshot, subject, route, ModelKind::Chat)?;
     app.images.inline_remote_images(&mut request).await?;
-    // An application inference profile ARN hides its model; the operator resolved it.
-    let family_model = route.model.underlying_model_id.as_deref().unwrap_or(&route.model.model_id);
-    let mut translation = converse_request(&request, family_model)?;
-    translation.body.guardrail_config = route.model.guardrail.as_ref().map(guardrail_config);
-    if translation.dropped_cache_points > 0 {
-        app.metrics
-            .cache_points_dropped
-            .with_label_values(&[&route.model.served_name])
-            .inc_by(u64::from(translation.dropped_cache_points));
-    }
-    let body = serde_json::to_vec(&translation.body).expect("Converse request serializes");
-    let reply = translation.reply;
+    let (body, reply) = translate(app, &request, route)?;
+    // A fallback of another model family or guardrail gets its own translation; the rest reuse
+    // these bytes.
+    let request_ref = &request;
+    let prepare = move |fallback: &Route| -> Result<Option<Prepared<Option<ReplyContext>>>, ApiError> {
+        if same_translation(route, fallback) {
+            return Ok(None);
+        }
+        let (body, reply) = translate(app, request_ref, fallback)?;
+        Ok(Some(Prepared { body, extra: Some(reply) }))
+    };
     let admission = app.usage.admit(subject, &snapshot.policies, &route.model.served_name).await?;
     let meta = ResponseMeta { id: completion_id(), created: unix_now(), model: request.model.clone() };
-    let streaming = request.stream;
-    if !streaming {
-        // `n` choices are `n` Converse calls, made concurrently.
-        // `repeat_n` moves the body into the last call: one request, no copy.
-        let bodies = std::iter::repeat_n(body, request.n as usize);
-        let calls = bodies.map(|body| converse_once(app, route, &request.model, body));
-        let answers = futures_util::future::try_join_all(calls).await.inspect_err(|error| {
-            let record = Record {
-                status: error.status.as_u16(),
-                ..Record::new(ENDPOINT, &meta.id, subject, &route.model, started, &admission)
-            };
-            app.usage.record(&record);
-        });
-        let mut answers = answers?.into_iter();
-        let first = answers.next().expect("n is at least 1");
-        let mut completion = chat_completion(first, &meta, &reply);
-        for (index, converse) in (1..).zip(answers) {
-            let more = chat_completion(converse, &meta, &reply);
-            completion.usage = completion.usage.plus(&more.usage);
-            completion.choices.extend(more.choices.into_iter().map(|c| Choice { index, ..c }));
-        }
-        let record = Record {
-            tokens: chat_tokens(&completion.usage),
-            ..Record::new(ENDPOINT, &meta.id, subject, &route.model, started, &admission)
-        };
-        let cost = app.usage.record(&record);
-        let mut response =
-            json_response(StatusCode::OK, serde_json::to_vec(&completion).expect("completion serializes"));
-        usage::set_headers(response.headers_mut(), &admission, cost);
-        return Ok(response);
-    }
-    let response = app.upstream.post_json(&route.converse_stream, &route.signer, body, EVENT_STREAM).await?;
-    if !response.status().is_success() {
-        let error = upstream_error(&app.metrics, &request.model, response).await;
+    let failed = |error: &ApiError| {
         let record = Record {
             status: error.status.as_u16(),
             ..Record::new(ENDPOINT, &meta.id, subject, &route.model, started, &admission)
         };
         app.usage.record(&record);
-        return Err(error);
+    };
+    if !request.stream {
+        // `n` choices are `n` Converse calls, made concurrently; they share the body bytes.
+        let calls = (0..request.n).map(|_| converse_once(app, route, body.clone(), &prepare));
+        let answers = futures_util::future::try_join_all(calls).await.inspect_err(failed)?;
+        let mut completion: Option<ChatCompletion> = None;
+        // Usage is recorded against the model that answered (a fallback's own price).
+        let mut used: Vec<(Arc<Route>, Usage)> = Vec::with_capacity(1);
+        for (index, (served, converse, own_reply)) in (0..).zip(answers) {
+            let one = chat_completion(converse, &meta, own_reply.as_ref().unwrap_or(&reply));
+            match used.iter_mut().find(|(r, _)| Arc::ptr_eq(r, &served)) {
+                Some((_, usage)) => *usage = usage.plus(&one.usage),
+                None => used.push((served, one.usage)),
+            }
+            match &mut completion {
+                None => completion = Some(one),
+                Some(all) => {
+                    all.usage = all.usage.plus(&one.usage);
+                    all.choices.extend(one.choices.into_iter().map(|c| Choice { index, ..c }));
+                }
+            }
+        }
+        let completion = completion.expect("n is at least 1");
+        let mut cost = None;
+        for (served, usage) in &used {
+            let record = Record {
+                tokens: chat_tokens(usage),
+                ..Record::new(ENDPOINT, &meta.id, subject, &served.model, started, &admission)
+            };
+            if let Some(usd) = app.usage.record(&record) {
+                cost = Some(cost.unwrap_or(0.0) + usd);
+            }
+        }
+        let mut response =
+            json_response(StatusCode::OK, serde_json::to_vec(&completion).expect("completion serializes"));
+        usage::set_headers(response.headers_mut(), &admission, cost);
+        response.headers_mut().insert(SERVED_BY, served_by(&used));
+        return Ok(response);
     }
+    let first = Prepared { body, extra: None };
+    let answer = resilience::call(app, route, Operation::ConverseStream, first, Some(&prepare))
+        .await
+        .inspect_err(failed)?;
     let include_usage = request.stream_options.include_usage;
     let rate_headers = admission.headers().clone();
     let request_id = meta.id.clone();
+    let reply = answer.extra.unwrap_or(reply);
+    let idle_after = app.resilience.idle_timeout;
+    let served_by = answer.route.served_by.clone();
     let sse = SseBody {
-        upstream: response.into_body(),
+        upstream: answer.response.into_body(),
         decoder: EventStreamDecoder::new(),
         translator: ChatStream::new(meta, include_usage, reply),
         out: BytesMut::with_capacity(1024),
         done: false,
+        idle: Box::pin(tokio::time::sleep(idle_after)),
+        idle_after,
         finish: Some(StreamFinish {
             app: app.clone(),
             route: route.clone(),
+            served: answer.route,
             subject: subject.clone(),
             admission,
             request_id,
@@ -141,25 +157,68 @@ async fn complete(
     headers.extend(rate_headers);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(SERVED_BY, served_by);
     Ok(response)
 }
 
-/// One Converse call, read and parsed.
+/// The Converse body for `route` and how to read its reply.
+fn translate(
+    app: &App,
+    request: &ChatCompletionRequest,
+    route: &Route,
+) -> Result<(Bytes, ReplyContext), ApiError> {
+    let mut translation = converse_request(request, family_model(route))?;
+    translation.body.guardrail_config = route.model.guardrail.as_ref().map(guardrail_config);
+    if translation.dropped_cache_points > 0 {
+        app.metrics
+            .cache_points_dropped
+            .with_label_values(&[&route.model.served_name])
+            .inc_by(u64::from(translation.dropped_cache_points));
+    }
+    let body = serde_json::to_vec(&translation.body).expect("Converse request serializes");
+    Ok((Bytes::from(body), translation.reply))
+}
+
+/// The model whose family decides the translation: an application inference profile ARN hides
+/// its model; the operator resolved it.
+fn family_model(route: &Route) -> &str {
+    route.model.underlying_model_id.as_deref().unwrap_or(&route.model.model_id)
+}
+
+/// Whether the body translated for `a` is the one `b` needs: same model and guardrail.
+fn same_translation(a: &Route, b: &Route) -> bool {
+    family_model(a) == family_model(b) && a.model.guardrail == b.model.guardrail
+}
+
+/// `x-bedrock-gateway-served-by` for answers from `used`: one route's value, or the distinct
+/// values as an HTTP list when `n` choices came from different models.
+fn served_by(used: &[(Arc<Route>, Usage)]) -> HeaderValue {
+    match used {
+        [(only, _)] => only.served_by.clone(),
+        _ => {
+            let all: Vec<&str> = used.iter().filter_map(|(r, _)| r.served_by.to_str().ok()).collect();
+            HeaderValue::from_str(&all.join(", ")).unwrap_or_else(|_| HeaderValue::from_static("-"))
+        }
+    }
+}
+
+/// One Converse call with retries and fallbacks, read and parsed: the route that answered, the
+/// answer, and the reply context of a fallback that needed its own translation.
 async fn converse_once(
     app: &App,
-    route: &Route,
-    model: &str,
-    body: Vec<u8>,
-) -> Result<ConverseResponse, ApiError> {
-    let response = app.upstream.post_json(&route.converse, &route.signer, body, "application/json").await?;
-    if !response.status().is_success() {
-        return Err(upstream_error(&app.metrics, model, response).await);
-    }
-    let bytes = collect_limited(response.into_body()).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    route: &Arc<Route>,
+    body: Bytes,
+    prepare: Prepare<'_, Option<ReplyContext>>,
+) -> Result<(Arc<Route>, ConverseResponse, Option<ReplyContext>), ApiError> {
+    let first = Prepared { body, extra: None };
+    let answer = resilience::call(app, route, Operation::Converse, first, Some(prepare)).await?;
+    let model = &answer.route.model.served_name;
+    let bytes = read_whole(app, model, answer.response.into_body()).await?;
+    let converse = serde_json::from_slice(&bytes).map_err(|e| {
         tracing::warn!(error = %e, model = %model, "Bedrock answered a Converse body the gateway cannot read");
         ApiError::bad_gateway("Bedrock returned a response the gateway could not read.")
-    })
+    })?;
+    Ok((answer.route, converse, answer.extra))
 }
 
 fn completion_id() -> String {
@@ -172,7 +231,10 @@ fn completion_id() -> String {
 /// What a stream records when it ends, however it ends.
 struct StreamFinish {
     app: Arc<App>,
+    /// The requested model (metric labels).
     route: Arc<Route>,
+    /// The model that answered (usage and cost).
+    served: Arc<Route>,
     subject: Arc<Subject>,
     admission: Admission,
     request_id: String,
@@ -184,13 +246,17 @@ struct StreamFinish {
 /// ConverseStream event frames in, OpenAI SSE out, as the upstream body arrives.
 ///
 /// No task and no channel: the client's connection polls this body, which polls Bedrock's. A client
-/// that goes away drops it, and with it the upstream call.
+/// that goes away drops it, and with it the upstream call. A Bedrock stream silent for longer than
+/// the idle timeout ends with an error event.
 struct SseBody {
     upstream: Incoming,
     decoder: EventStreamDecoder,
     translator: ChatStream,
     out: BytesMut,
     done: bool,
+    /// Fires when Bedrock has sent nothing for `idle_after`; pushed back by every frame.
+    idle: Pin<Box<Sleep>>,
+    idle_after: Duration,
     finish: Option<StreamFinish>,
 }
 
@@ -208,7 +274,7 @@ impl SseBody {
                 tokens: self.translator.usage().as_ref().map(chat_tokens).unwrap_or_default(),
                 status: f.status,
                 first_token: f.first_token,
-                ..Record::new(ENDPOINT, &f.request_id, &f.subject, &f.route.model, f.started, &f.admission)
+                ..Record::new(ENDPOINT, &f.request_id, &f.subject, &f.served.model, f.started, &f.admission)
             };
             f.app.usage.record(&record);
         }
@@ -242,7 +308,18 @@ impl Body for SseBody {
             if this.done {
                 return Poll::Ready(None);
             }
-            match ready!(Pin::new(&mut this.upstream).poll_frame(cx)) {
+            let Poll::Ready(frame) = Pin::new(&mut this.upstream).poll_frame(cx) else {
+                if this.idle.as_mut().poll(cx).is_ready() {
+                    let model = this.finish.as_ref().map_or("-", |f| f.served.model.served_name.as_str());
+                    tracing::warn!(model, "Bedrock stream stalled");
+                    let error = resilience::idle_timeout(model, this.idle_after);
+                    this.fail(error);
+                    continue;
+                }
+                return Poll::Pending;
+            };
+            this.idle.as_mut().reset(tokio::time::Instant::now() + this.idle_after);
+            match frame {
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else { continue };
                     this.decoder.push(&data);

@@ -115,7 +115,7 @@ fn image_route<'a>(
     subject: &Subject,
     model: &str,
     model_label: &mut String,
-) -> Result<(&'a Route, ImageFamily), ApiError> {
+) -> Result<(&'a Arc<Route>, ImageFamily), ApiError> {
     let route = snapshot.routes.get(model).ok_or_else(|| ApiError::model_not_found(model))?;
     model_label.clone_from(&route.model.served_name);
     authorize(snapshot, subject, route, ModelKind::Image)?;
@@ -130,7 +130,12 @@ fn image_route<'a>(
     Ok((route, family))
 }
 
-async fn run(app: &App, route: &Route, calls: Calls<'_>, created: u64) -> Result<ImagesResponse, ApiError> {
+async fn run(
+    app: &App,
+    route: &Arc<Route>,
+    calls: Calls<'_>,
+    created: u64,
+) -> Result<ImagesResponse, ApiError> {
     let model = route.model.served_name.as_str();
     let response = match calls {
         Calls::Canvas(call) => {

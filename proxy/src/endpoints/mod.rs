@@ -24,6 +24,7 @@ use crate::bedrock::errors::api_error;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::resilience::{self, Operation, Prepared};
 use crate::server::App;
 use crate::snapshot::{Route, Snapshot};
 
@@ -117,15 +118,18 @@ fn kind_endpoint(kind: ModelKind) -> (&'static str, &'static str) {
     }
 }
 
-/// Sends one InvokeModel call for `route`; a Bedrock error becomes the caller's error.
-/// Returns the response headers (token counts) and body.
-pub async fn invoke_model(app: &App, route: &Route, body: Vec<u8>) -> Result<(HeaderMap, Bytes), ApiError> {
-    let response = app.upstream.post_json(&route.invoke, &route.signer, body, "application/json").await?;
-    if !response.status().is_success() {
-        return Err(upstream_error(&app.metrics, &route.model.served_name, response).await);
-    }
-    let (parts, body) = response.into_parts();
-    Ok((parts.headers, collect_limited(body).await?))
+/// Sends one InvokeModel call for `route`, with retries (no fallbacks: another model's vectors or
+/// image parameters would not match); a Bedrock error becomes the caller's error. Returns the
+/// response headers (token counts) and body.
+pub async fn invoke_model(
+    app: &App,
+    route: &Arc<Route>,
+    body: Vec<u8>,
+) -> Result<(HeaderMap, Bytes), ApiError> {
+    let first = Prepared { body: Bytes::from(body), extra: () };
+    let answer = resilience::call(app, route, Operation::Invoke, first, None).await?;
+    let (parts, body) = answer.response.into_parts();
+    Ok((parts.headers, read_whole(app, &route.model.served_name, body).await?))
 }
 
 /// Sends `bodies` as InvokeModel calls for `route`, at most [`FAN_OUT`] at a time, and reads
@@ -133,7 +137,7 @@ pub async fn invoke_model(app: &App, route: &Route, body: Vec<u8>) -> Result<(He
 /// the request and drops the calls still in flight.
 pub async fn invoke_all<T>(
     app: &App,
-    route: &Route,
+    route: &Arc<Route>,
     bodies: Vec<Vec<u8>>,
     read: impl Fn(&HeaderMap, &[u8]) -> Result<T, ApiError>,
 ) -> Result<Vec<T>, ApiError> {
@@ -165,6 +169,15 @@ pub async fn upstream_error(metrics: &Metrics, model: &str, response: Response<I
     let label = error_type.as_deref().unwrap_or("Unknown");
     metrics.upstream_errors.with_label_values(&[model, label]).inc();
     api_error(status, error_type.as_deref(), &body, model)
+}
+
+/// Reads a whole Bedrock response body like [`collect_limited`], giving up (504) when it stalls
+/// for longer than the idle timeout.
+pub async fn read_whole(app: &App, model: &str, body: Incoming) -> Result<Bytes, ApiError> {
+    let idle = app.resilience.idle_timeout;
+    tokio::time::timeout(idle, collect_limited(body))
+        .await
+        .unwrap_or_else(|_| Err(resilience::idle_timeout(model, idle)))
 }
 
 /// Reads a whole Bedrock response body, up to [`MAX_UPSTREAM_BODY`].

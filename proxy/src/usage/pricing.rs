@@ -219,6 +219,8 @@ mod tests {
             embedding_input_type: None,
             underlying_model_id: None,
             guardrail: None,
+            fallbacks: Vec::new(),
+            first_byte_timeout_ms: None,
         }
     }
 
