@@ -374,7 +374,8 @@ def sim(logdir: Path, moto: Moto) -> Sim:
 @pytest.fixture(scope="session")
 def gateway(sim: Sim, logdir: Path) -> Gateway:
     manifests = write_manifests(logdir / "manifests", sim.url)
-    gw = start_gateway_proc(manifests, logdir)
+    # Fast retry backoff: Bedrock errors the gateway retries do not slow the suite down.
+    gw = start_gateway_proc(manifests, logdir, extra_args=["--retry-backoff-base-ms", "5", "--retry-backoff-max-ms", "20"])
     yield gw
     gw.proc.stop()
 
