@@ -126,6 +126,17 @@ fn bad_entries_are_problems() {
 }
 
 #[test]
+fn only_chat_models_have_fallbacks() {
+    assert_eq!(
+        problems(&[("embed", "amazon.titan-embed-text-v2:0", "[{region: us-west-2}]"),]),
+        [
+            "BedrockModel ai-gateway/embed spec.fallbacks: prod/embed is not a chat model (Embedding); fallbacks serve chat \
+          models only (fix: remove spec.fallbacks: another model's embeddings or image parameters would not match)"
+        ]
+    );
+}
+
+#[test]
 fn first_byte_timeout_reaches_the_config() {
     let yaml = format!(
         "{ACCOUNT}---\napiVersion: bedrockgateway.io/v1alpha1\nkind: BedrockModel\n\

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::{describe, name, namespace};
-use crate::config::{Fallback, Model};
+use crate::config::{Fallback, Model, ModelKind};
 use crate::crd::BedrockModel;
 use crate::crd::model::FallbackSpec;
 use crate::problems::{Problem, Problems};
@@ -84,6 +84,18 @@ fn check(object: &BedrockModel, index: &Index, served: &BTreeMap<String, Model>,
     let ns = namespace(&object.metadata);
     let own_name = format!("{}/{}", object.spec.account_ref, name(&object.metadata));
     let own = &served[&own_name];
+    if own.kind != ModelKind::Chat {
+        problems.push(Problem::new(
+            describe(object),
+            "spec.fallbacks",
+            format!(
+                "{} is not a chat model ({:?}); fallbacks serve chat models only",
+                own.served_name, own.kind
+            ),
+            "remove spec.fallbacks: another model's embeddings or image parameters would not match",
+        ));
+        return;
+    }
     for (i, entry) in object.spec.fallbacks.iter().enumerate() {
         let field = format!("spec.fallbacks[{i}]");
         if entry.model.is_none() && entry.region.as_deref().is_none_or(str::is_empty) {
