@@ -122,6 +122,21 @@ async fn throttled_then_answered_is_retried_with_the_same_bytes() {
 }
 
 #[tokio::test]
+async fn every_attempt_is_signed_anew() {
+    let h = harness().await;
+    // The latency puts more than a second (SigV4's resolution) between the two signatures.
+    let text = "hi [[sim:latency=1100]][[sim:error=ThrottlingException]][[sim:times=1]]";
+    let r = h.chat(ask("demo/nova-lite", text, false)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let recorded = h.sim.requests();
+    assert_eq!(recorded.len(), 2);
+    let date = |i: usize| recorded[i].header("x-amz-date").unwrap().to_owned();
+    assert!(date(1) > date(0), "{} then {}", date(0), date(1));
+    assert_ne!(recorded[0].header("authorization"), recorded[1].header("authorization"));
+    assert_eq!(recorded[0].body, recorded[1].body);
+}
+
+#[tokio::test]
 async fn unavailable_stream_is_retried_before_it_starts() {
     let h = harness().await;
     let text = "one two [[sim:error=ServiceUnavailableException]][[sim:times=1]]";
