@@ -21,6 +21,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::credentials::{AccountCredentials, Authorization};
 use crate::error::ApiError;
+use crate::otel::BedrockCall;
 
 /// How requests of one account are authenticated to AWS: its [`AccountCredentials`].
 pub type Signer = AccountCredentials;
@@ -102,10 +103,15 @@ impl Upstream {
             }
         }
         *request.body_mut() = Full::new(Bytes::from(body));
-        self.client.request(request).await.map_err(|e| {
+        let span = BedrockCall::start(target);
+        let result = self.client.request(request).await.map_err(|e| {
             tracing::warn!(error = %e, uri = %target.uri, "Bedrock request failed before a response");
             ApiError::bad_gateway("The gateway could not reach Bedrock; the request was not completed.")
-        })
+        });
+        if let Some(span) = span {
+            span.finish(&result);
+        }
+        result
     }
 }
 

@@ -23,6 +23,7 @@ use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::limits::Admission;
 use crate::openai::chat::{Choice, parse_chat_request};
+use crate::otel;
 use crate::server::App;
 use crate::snapshot::Route;
 use crate::translate::ResponseMeta;
@@ -56,6 +57,8 @@ async fn complete(
     let subject = app.auth.authenticate(&parts.headers, &snapshot).await?;
     let subject = &subject;
     let mut request = parse_chat_request(&read_body(app, body).await?)?;
+    otel::request_model(&request.model);
+    otel::chat_parameters(&request);
     let route =
         snapshot.routes.get(&request.model).ok_or_else(|| ApiError::model_not_found(&request.model))?;
     model_label.clone_from(&route.model.served_name);
@@ -96,6 +99,7 @@ async fn complete(
             completion.usage = completion.usage.plus(&more.usage);
             completion.choices.extend(more.choices.into_iter().map(|c| Choice { index, ..c }));
         }
+        otel::finish_reasons(completion.choices.iter().map(|c| c.finish_reason));
         let record = Record {
             tokens: chat_tokens(&completion.usage),
             ..Record::new(ENDPOINT, &meta.id, subject, &route.model, started, &admission)
@@ -204,6 +208,7 @@ impl SseBody {
                 .duration
                 .with_label_values(&[ENDPOINT, served])
                 .observe(f.started.elapsed().as_secs_f64());
+            otel::finish_reasons(self.translator.finish_reason());
             let record = Record {
                 tokens: self.translator.usage().as_ref().map(chat_tokens).unwrap_or_default(),
                 status: f.status,
