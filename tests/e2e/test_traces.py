@@ -9,6 +9,7 @@ counts, and that no key, credential or prompt text is ever exported.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -342,6 +343,40 @@ def test_no_secret_or_prompt_is_exported(traced_client, receiver, traced):
     assert int(exported.split()[-1]) >= 12
     assert 'bedrock_gateway_trace_spans_dropped_total{reason="queue_full"} 0' in metrics
     assert 'bedrock_gateway_trace_spans_dropped_total{reason="export_failed"} 0' in metrics
+
+
+def metric(text: str, name: str) -> float:
+    return float(next(line for line in text.splitlines() if line.startswith(name + " ") or line.startswith(name + "{")).split()[-1])
+
+
+def test_a_stuck_collector_never_holds_up_requests(sim, logdir: Path, tmp_path: Path):
+    # A collector that takes connections and never answers, and a queue of one span.
+    stuck = socket.socket()
+    stuck.bind(("127.0.0.1", 0))
+    stuck.listen(16)
+    manifests = write_manifests(tmp_path / "manifests", sim.url)
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{stuck.getsockname()[1]}/v1/traces",
+        "OTEL_BSP_MAX_QUEUE_SIZE": "1",
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+    }
+    gw = start_gateway_proc(manifests, logdir, name="proxy-stuck-collector", extra_args=["--otel-traces"], env=env)
+    try:
+        with _sync_http_client() as http:
+            client = openai.OpenAI(
+                base_url=f"{gw.url}/v1", api_key=QUICKSTART_KEY, max_retries=0, timeout=5.0, http_client=http
+            )
+            for _ in range(3):
+                answer = client.chat.completions.create(model="demo/nova-lite", messages=[{"role": "user", "content": "hi"}])
+                assert answer.choices[0].message.content
+        metrics = httpx.get(f"{gw.url}/metrics").text
+        # Six spans: one is being exported (forever), one waits in the queue, the rest are dropped.
+        assert metric(metrics, 'bedrock_gateway_trace_spans_dropped_total{reason="queue_full"}') >= 4
+        assert metric(metrics, "bedrock_gateway_trace_spans_exported_total") == 0
+    finally:
+        gw.proc.stop()
+        stuck.close()
 
 
 def test_traces_are_off_by_default(gateway):
