@@ -6,14 +6,15 @@
 //! The request's span travels in the OpenTelemetry [`Context`], attached while the request's
 //! future, and for a stream its response body, is polled. So `upstream`, `usage` and the
 //! endpoints annotate "the current request" through the free functions here, without a new
-//! parameter. With traces off nothing is ever attached: each hook is one thread-local read and
-//! allocates nothing.
+//! parameter. With traces off no span or context is made and each hook is one relaxed atomic
+//! load: nothing is allocated on the request path.
 //!
 //! Attributes never carry a prompt, a completion, a caller key or an AWS credential.
 
 pub mod export;
 mod spans;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::Request;
@@ -36,6 +37,15 @@ use crate::metrics::Metrics;
 const DEFAULT_SERVICE_NAME: &str = "bedrock-gateway-proxy";
 /// Instrumentation scope of every span.
 const SCOPE: &str = "bedrock-gateway";
+
+/// Set once traces start: until then every hook returns after one relaxed load, without even
+/// touching OpenTelemetry's thread-local context.
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether any [`Traces`] was started in this process.
+fn started() -> bool {
+    STARTED.load(Ordering::Relaxed)
+}
 
 /// Where spans go and how many are kept; read from the flags and the standard `OTEL_*` variables.
 #[derive(Clone, Debug)]
@@ -95,6 +105,7 @@ impl Traces {
             .with_resource(resource)
             .build();
         let tracer = provider.tracer(SCOPE);
+        STARTED.store(true, Ordering::Relaxed);
         tracing::info!(endpoint = %settings.endpoint, sample_ratio = settings.sample_ratio, "exporting OpenTelemetry traces");
         Ok(Traces { tracer, provider, queue, propagator: TraceContextPropagator::new() })
     }
@@ -136,6 +147,9 @@ fn resource() -> Resource {
 
 /// Runs `f` on the current request's span when one is being recorded (traces on, sampled).
 fn with_current_span(f: impl FnOnce(&opentelemetry::trace::SpanRef<'_>, &Context)) {
+    if !started() {
+        return;
+    }
     Context::map_current(|cx| {
         if cx.has_active_span() {
             let span = cx.span();

@@ -248,6 +248,9 @@ pub struct BedrockCall {
 impl BedrockCall {
     /// Starts the span of a call to `target`; `None` when no request span is being recorded.
     pub fn start(target: &Target) -> Option<BedrockCall> {
+        if !super::started() {
+            return None;
+        }
         Context::map_current(|cx| {
             let scope = cx.get::<Scope>()?;
             if !cx.span().is_recording() {
