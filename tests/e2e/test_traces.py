@@ -308,6 +308,24 @@ def test_upstream_error_marks_both_spans(traced_client, receiver):
     assert client.status.code == Status.STATUS_CODE_ERROR
 
 
+def test_image_generation_is_a_generate_content_span(traced_client, receiver):
+    header, trace_id, parent_id = traceparent()
+    r = traced_client.images.generate(
+        model="demo/sd35", prompt=f"a fox {PROMPT_MARKER}", n=2, extra_headers={"traceparent": header}
+    )
+    assert len(r.data) == 2
+    server, clients = by_kind(receiver.trace(trace_id, 3))
+    assert (server.name, server.parent_span_id) == ("generate_content demo/sd35", parent_id)
+    a = attributes(server.attributes)
+    assert a["gen_ai.operation.name"] == "generate_content"
+    assert a["bedrock_gateway.images"] == 2
+    assert a["http.response.status_code"] == 200
+    assert len(clients) == 2  # Stability: one InvokeModel call per image
+    for client in clients:
+        assert client.name == "generate_content stability.sd3-5-large-v1:0"
+        assert client.parent_span_id == server.span_id
+
+
 def test_bad_request_before_the_model_is_known_is_one_server_span(traced, receiver):
     header, trace_id, parent_id = traceparent()
     with _sync_http_client(base_url=traced.url) as http:
@@ -335,7 +353,8 @@ def test_no_secret_or_prompt_is_exported(traced_client, receiver, traced):
     receiver.trace(trace_id, 2)
     with receiver.lock:
         raw = b"".join(receiver.bodies)
-    assert raw
+    # The search sees attribute strings (so a leaked secret would be found too).
+    assert b"demo/claude-sonnet" in raw and b"chat demo/nova-lite" in raw
     for secret in SECRETS:
         assert secret.encode() not in raw, f"{secret!r} was exported"
     metrics = httpx.get(f"{traced.url}/metrics").text
