@@ -14,6 +14,7 @@ pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod openai;
+pub mod otel;
 pub mod policy;
 pub mod resilience;
 pub mod server;

@@ -12,6 +12,7 @@ use proxy::config::{ConfigDir, ConfigStore, KubeSource, ManifestDir, Publisher, 
 use proxy::credentials::{CredentialMetrics, PodIdentityEnv, Registry};
 use proxy::limits::Limiter;
 use proxy::metrics::Metrics;
+use proxy::otel::{TraceSettings, Traces};
 use proxy::resilience::Policy;
 use proxy::server::{App, serve, serve_ops};
 use proxy::snapshot::SimulatorOverride;
@@ -97,6 +98,13 @@ struct Cli {
     /// Extra CA bundle for the OIDC issuer's HTTPS endpoints.
     #[arg(long)]
     oidc_ca_file: Option<PathBuf>,
+    /// Export OpenTelemetry traces over OTLP/HTTP to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or
+    /// OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces (default http://localhost:4318/v1/traces).
+    #[arg(long, env = "BGW_OTEL_TRACES")]
+    otel_traces: bool,
+    /// Fraction of new traces sampled (0 to 1); a caller's `traceparent` sampled flag is followed.
+    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG", default_value_t = 1.0)]
+    otel_sample_ratio: f64,
 }
 
 /// Retries and timeouts of Bedrock calls (see `proxy::resilience`).
@@ -239,6 +247,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             min_refresh_interval: REFRESH_EVERY,
         })?);
     }
+    if cli.otel_traces {
+        let settings = TraceSettings::from_env(cli.otel_sample_ratio)?;
+        app.traces = Some(Traces::start(&settings, &app.metrics)?);
+    }
     let app = Arc::new(app);
     if let Some(ops) = cli.metrics_listen {
         let ops_listener =
@@ -250,7 +262,10 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
     tracing::info!(%addr, "bedrock-gateway-proxy listening");
     println!("bedrock-gateway-proxy listening on http://{addr}");
-    serve(listener, app, shutdown_signal(), Duration::from_secs(cli.shutdown_grace_seconds)).await;
+    serve(listener, app.clone(), shutdown_signal(), Duration::from_secs(cli.shutdown_grace_seconds)).await;
+    if let Some(traces) = &app.traces {
+        traces.flush(Duration::from_secs(5)).await;
+    }
     drop(sim);
     Ok(())
 }

@@ -226,9 +226,7 @@ async fn attempt_once(
 ) -> Result<Response<Incoming>, Failure> {
     let response = match app.upstream.post_json(op.target(route), &route.signer, body, op.accept()).await {
         Ok(response) => response,
-        Err(SendError::Connection(e)) => {
-            return Err(Failure::Retry("connection", SendError::Connection(e).into_api_error(), None));
-        }
+        Err(SendError::Connection(error)) => return Err(Failure::Retry("connection", error, None)),
         Err(e @ SendError::Credentials(_)) => return Err(Failure::Final(e.into_api_error())),
     };
     if response.status().is_success() {

@@ -14,6 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use opentelemetry::context::FutureExt as _;
 use tokio::net::TcpListener;
 
 use crate::auth::Authenticator;
@@ -24,6 +25,7 @@ use crate::endpoints::chat_images::ImageFetcher;
 use crate::error::ApiError;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
+use crate::otel::Traces;
 use crate::upstream::Upstream;
 use crate::usage::Recorder;
 
@@ -51,6 +53,8 @@ pub struct App {
     pub images: ImageFetcher,
     /// Whether the API listener answers `/metrics` (false when a separate ops listener does).
     pub metrics_on_api: bool,
+    /// OpenTelemetry traces, when `--otel-traces` is on.
+    pub traces: Option<Traces>,
 }
 
 impl App {
@@ -70,6 +74,7 @@ impl App {
             playground: true,
             images: ImageFetcher::new(false),
             metrics_on_api: true,
+            traces: None,
         }
     }
 
@@ -85,11 +90,24 @@ impl App {
         self
     }
 
-    /// Answers one request; every outcome is a response, never an error.
+    /// Answers one request; every outcome is a response, never an error. GenAI requests run
+    /// inside their trace span when traces are on.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
+        let Some(span) = self.traces.as_ref().and_then(|traces| traces.server_span(&req)) else {
+            return self.route(req, started).await.unwrap_or_else(|e| endpoints::error_response(&e));
+        };
+        let cx = span.context();
+        span.finish(self.route(req, started).with_context(cx).await)
+    }
+
+    async fn route(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        started: Instant,
+    ) -> Result<Response<ResponseBody>, ApiError> {
         let path = req.uri().path();
-        let result = match (req.method(), path) {
+        match (req.method(), path) {
             (&Method::GET, "/healthz") => Ok(endpoints::ops::healthz()),
             (&Method::GET, "/readyz") => Ok(endpoints::ops::readyz(&self)),
             (_, "/metrics") if !self.metrics_on_api => {
@@ -120,8 +138,7 @@ impl App {
                 | "/v1/images/edits",
             ) => Err(ApiError::method_not_allowed(format!("{} is not allowed on {path}.", req.method()))),
             _ => Err(ApiError::not_found(format!("Unknown request URL: {} {path}.", req.method()))),
-        };
-        result.unwrap_or_else(|e| endpoints::error_response(&e))
+        }
     }
 
     /// Answers one request on the ops listener: `/metrics`, `/healthz`, `/readyz` only.

@@ -21,6 +21,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::credentials::{AccountCredentials, Authorization};
 use crate::error::ApiError;
+use crate::otel::BedrockCall;
 
 /// How requests of one account are authenticated to AWS: its [`AccountCredentials`].
 pub type Signer = AccountCredentials;
@@ -73,18 +74,16 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum SendError {
     /// No usable credentials: nothing was sent (a 503 naming the account).
     Credentials(ApiError),
-    /// Connecting, or the connection broke before the response headers (worth retrying).
-    Connection(hyper_util::client::legacy::Error),
+    /// Connecting, or the connection broke before the response headers (worth retrying): the
+    /// caller's 502 (the cause is logged where it happened).
+    Connection(ApiError),
 }
 
 impl SendError {
     /// The caller's error: the credentials' 503, or a 502 for a Bedrock the gateway cannot reach.
     pub fn into_api_error(self) -> ApiError {
         match self {
-            SendError::Credentials(e) => e,
-            SendError::Connection(_) => {
-                ApiError::bad_gateway("The gateway could not reach Bedrock; the request was not completed.")
-            }
+            SendError::Credentials(e) | SendError::Connection(e) => e,
         }
     }
 }
@@ -135,10 +134,15 @@ impl Upstream {
             }
         }
         *request.body_mut() = Full::new(body);
-        self.client.request(request).await.map_err(|e| {
+        let span = BedrockCall::start(target);
+        let result = self.client.request(request).await.map_err(|e| {
             tracing::warn!(error = %e, uri = %target.uri, "Bedrock request failed before a response");
-            SendError::Connection(e)
-        })
+            ApiError::bad_gateway("The gateway could not reach Bedrock; the request was not completed.")
+        });
+        if let Some(span) = span {
+            span.finish(&result);
+        }
+        result.map_err(SendError::Connection)
     }
 }
 

@@ -139,6 +139,34 @@ def test_playground_is_on_by_default_and_can_be_switched_off():
     assert _flag(_args(one(docs, "Deployment", PROXY)), "--playground") == "false"
 
 
+def _env(deploy):
+    return {e["name"]: e.get("value") for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_traces_are_off_by_default_and_set_the_standard_otel_variables():
+    env = _env(one(render("defaults"), "Deployment", PROXY))
+    assert not [name for name in env if name.startswith("OTEL_") or name == "BGW_OTEL_TRACES"]
+    docs = render(
+        "hpa-servicemonitor",
+        "--set", "proxy.traces.enabled=true",
+        "--set", "proxy.traces.endpoint=http://collector.observability:4318",
+        "--set-json", "proxy.traces.sampleRatio=0.25",
+        "--set", "proxy.traces.resourceAttributes=deployment.environment.name=prod",
+    )
+    env = _env(one(docs, "Deployment", PROXY))
+    assert env["BGW_OTEL_TRACES"] == "true"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector.observability:4318"
+    assert env["OTEL_SERVICE_NAME"] == "bedrock-gateway-proxy"
+    assert env["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
+    assert env["OTEL_RESOURCE_ATTRIBUTES"] == "deployment.environment.name=prod"
+    # The network policy opens the collector's port for the proxy only.
+    policies = {p["metadata"]["name"]: p["spec"]["egress"] for p in find(docs, "NetworkPolicy")}
+    ports = {name: {p["port"] for rule in egress for p in rule["ports"]} for name, egress in policies.items()}
+    assert 4318 in ports[PROXY] and 4318 not in ports[OPERATOR]
+    bad = run([tool("helm"), "template", RELEASE, str(CHART), "--set", "proxy.traces.sampleRatio=2"])
+    assert bad.returncode != 0 and "sampleRatio" in bad.stderr
+
+
 def one_mount(pod, path):
     mounts = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == path]
     assert len(mounts) == 1, pod["containers"][0]["volumeMounts"]

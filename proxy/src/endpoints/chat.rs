@@ -22,6 +22,7 @@ use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::limits::Admission;
 use crate::openai::chat::{ChatCompletion, ChatCompletionRequest, Choice, Usage, parse_chat_request};
+use crate::otel;
 use crate::resilience::{self, Operation, Prepare, Prepared};
 use crate::server::App;
 use crate::snapshot::Route;
@@ -59,6 +60,8 @@ async fn complete(
     let subject = app.auth.authenticate(&parts.headers, &snapshot).await?;
     let subject = &subject;
     let mut request = parse_chat_request(&read_body(app, body).await?)?;
+    otel::request_model(&request.model);
+    otel::chat_parameters(&request);
     let route =
         snapshot.routes.get(&request.model).ok_or_else(|| ApiError::model_not_found(&request.model))?;
     model_label.clone_from(&route.model.served_name);
@@ -106,6 +109,7 @@ async fn complete(
             }
         }
         let completion = completion.expect("n is at least 1");
+        otel::finish_reasons(completion.choices.iter().map(|c| c.finish_reason));
         let mut cost = None;
         for (served, usage) in &used {
             let record = Record {
@@ -270,6 +274,7 @@ impl SseBody {
                 .duration
                 .with_label_values(&[ENDPOINT, served])
                 .observe(f.started.elapsed().as_secs_f64());
+            otel::finish_reasons(self.translator.finish_reason());
             let record = Record {
                 tokens: self.translator.usage().as_ref().map(chat_tokens).unwrap_or_default(),
                 status: f.status,

@@ -45,6 +45,7 @@ async fn embed(
     let subject = app.auth.authenticate(&parts.headers, &snapshot).await?;
     let subject = &subject;
     let request = parse_embedding_request(&read_body(app, body).await?)?;
+    crate::otel::request_model(&request.model);
     let route =
         snapshot.routes.get(&request.model).ok_or_else(|| ApiError::model_not_found(&request.model))?;
     model_label.clone_from(&route.model.served_name);

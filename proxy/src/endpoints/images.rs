@@ -116,6 +116,7 @@ fn image_route<'a>(
     model: &str,
     model_label: &mut String,
 ) -> Result<(&'a Arc<Route>, ImageFamily), ApiError> {
+    crate::otel::request_model(model);
     let route = snapshot.routes.get(model).ok_or_else(|| ApiError::model_not_found(model))?;
     model_label.clone_from(&route.model.served_name);
     authorize(snapshot, subject, route, ModelKind::Image)?;

@@ -866,6 +866,18 @@ pub enum FinishReason {
     ContentFilter,
 }
 
+impl FinishReason {
+    /// The wire name (`stop`, `length`, `tool_calls`, `content_filter`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::ContentFilter => "content_filter",
+        }
+    }
+}
+
 /// Token counts of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Usage {

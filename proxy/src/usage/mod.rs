@@ -185,6 +185,7 @@ impl Recorder {
             status = r.status,
             "usage"
         );
+        crate::otel::record_usage(r, cost);
         cost
     }
 }

@@ -57,7 +57,8 @@ pub struct ChatStream {
     ctx: ReplyContext,
     include_usage: bool,
     started: bool,
-    finish_written: bool,
+    /// The `finish_reason` sent, once sent.
+    finish_reason: Option<FinishReason>,
     over: bool,
     usage: Option<Usage>,
     /// The open toolUse block: `contentBlockIndex` and what it streams as.
@@ -76,13 +77,18 @@ impl ChatStream {
             ctx,
             include_usage,
             started: false,
-            finish_written: false,
+            finish_reason: None,
             over: false,
             usage: None,
             tool: None,
             calls: 0,
             thinking: None,
         }
+    }
+
+    /// The `finish_reason` of the stream, once it was sent.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish_reason
     }
 
     /// Appends `data: <ChatCompletionChunk JSON>\n\n`: the shared head, then `choices` and `usage`.
@@ -113,9 +119,9 @@ impl ChatStream {
     }
 
     fn finish(&mut self, reason: FinishReason, out: &mut BytesMut) {
-        if !self.finish_written {
+        if self.finish_reason.is_none() {
             self.start(out);
-            self.finish_written = true;
+            self.finish_reason = Some(reason);
             self.write_delta(out, Delta::default(), Some(reason));
         }
     }
