@@ -16,9 +16,10 @@ from pathlib import Path
 import openai
 import pytest
 
-from conftest import _sync_http_client, start_gateway_proc, write_manifests
+from conftest import _sync_http_client, start_gateway_proc, watch_secret, write_manifests
 
 PROXY_TOKEN = "e2e-proxy-own-token"
+watch_secret(PROXY_TOKEN)
 
 
 def b64(doc: dict) -> str:
@@ -26,7 +27,9 @@ def b64(doc: dict) -> str:
 
 
 def sa_token(sub: str) -> str:
-    return f"{b64({'alg': 'RS256', 'kid': 'k'})}.{b64({'sub': sub, 'exp': int(time.time()) + 600})}.c2ln"
+    token = f"{b64({'alg': 'RS256', 'kid': 'k'})}.{b64({'sub': sub, 'exp': int(time.time()) + 600})}.c2ln"
+    watch_secret(token)
+    return token
 
 
 BOT_TOKEN = sa_token("apps/bot")
