@@ -299,6 +299,9 @@ mod tests {
         let mut priced: Vec<&str> = t.models.keys().map(String::as_str).collect();
         priced.sort_unstable();
         assert_eq!(covered, priced, "each priced model appears in exactly one provenance entry");
+        // Checked against the pricing page: Nova Premier reads its prompt cache at a quarter price.
+        let premier = t.prices(&model("us.amazon.nova-premier-v1:0", "us-east-1", None)).unwrap();
+        assert_eq!((premier.input_per_million, premier.cache_read_per_million), (2.5, 0.625));
         for p in &t.provenance {
             assert!(p.source.starts_with("https://"), "{p:?}");
             assert_eq!(p.checked.len(), 10, "{p:?}");
