@@ -64,6 +64,9 @@ struct Cli {
     /// Add a per-user label to the cost metric (one series per user: mind the cardinality).
     #[arg(long)]
     metrics_user_label: bool,
+    /// Log chat prompts and completions (target bedrock_gateway::content); never logged without it.
+    #[arg(long, env = "BGW_LOG_CONTENT")]
+    log_content: bool,
     /// Accept Kubernetes service-account tokens, checked with TokenReview (needs RBAC `create tokenreviews`).
     #[arg(long)]
     service_account_tokens: bool,
@@ -176,7 +179,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         .allowing_private_image_urls(cli.allow_private_image_urls)
         .serving_playground(cli.playground);
     app.metrics_on_api = cli.metrics_listen.is_none();
-    app.usage = Recorder::new(app.metrics.clone(), limiter);
+    app.usage = Recorder::new(app.metrics.clone(), limiter).logging_content(cli.log_content);
     if cli.service_account_tokens {
         let config = match cli.kube_api_url.clone() {
             Some(api_url) => TokenReviewConfig {

@@ -19,6 +19,8 @@ pub struct Metrics {
     /// Errors answered by Bedrock, by model and AWS error type.
     pub upstream_errors: IntCounterVec,
     /// Tokens by model and type (`input`, `output`, `cache_read`, `cache_write`, `reasoning`).
+    /// Bedrock's Converse usage has no reasoning count (thinking is billed inside `outputTokens`),
+    /// so `reasoning` appears only for backends that report it.
     pub tokens: IntCounterVec,
     /// Spend in USD by account, model and team (and user, when enabled).
     pub cost_usd: CounterVec,
@@ -32,7 +34,6 @@ pub struct Metrics {
     pub time_per_output_token: HistogramVec,
     /// Requests refused by a usage limit, by model and limit (`requests`, `tokens`, `budget`).
     pub rate_limited: IntCounterVec,
-    /// Config loads by result (`success`, `failure`).
     /// `cache_control` marks left out because the model does not cache there, by model.
     pub cache_points_dropped: IntCounterVec,
     /// Images returned, by model.

@@ -27,12 +27,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import Gateway, free_port, start_gateway_proc, start_moto, write_manifests
+from conftest import Gateway, free_port, start_gateway_proc, start_moto, watch_secret, write_manifests
 from contracts import SIM_SECRETS
 
 GATEWAY_ROLE = "arn:aws:iam::111111111111:role/bedrock-gateway"
 TARGET_ROLE = "arn:aws:iam::222222222222:role/bedrock-invoke"
 KEY = "sk-bgw-quickstart"
+# The web identity and Pod Identity tokens the tests hand the proxy: never in its logs or metrics.
+watch_secret("irsa-token-1", "irsa-token-2", "pod-identity-token")
 
 
 def accounts_yaml(sts_url: str, sim_url: str, role: str = TARGET_ROLE) -> str:
@@ -224,6 +226,7 @@ class PodIdentityAgent:
             json={"accessKeyId": akid, "secretAccessKey": secret, "sessionToken": token},
         ).raise_for_status()
         SIM_SECRETS[akid] = secret
+        watch_secret(token)
         self.issued.append(akid)
         expiry = datetime.now(timezone.utc) + timedelta(seconds=self.lifetime_s)
         return {
