@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from conftest import QUICKSTART_KEY, Sim, _sync_http_client, free_port, start_gateway_proc, write_manifests
@@ -113,5 +114,48 @@ def test_past_the_grace_open_streams_are_closed_and_the_exit_is_clean(sim, logdi
         assert not s.is_alive()
         assert "[DONE]" not in s.events
         assert isinstance(s.error, httpx.RemoteProtocolError), repr(s.error)
+    finally:
+        gw.proc.stop()
+
+
+def test_limits_as_the_sdk_sees_them(sim, logdir, tmp_path):
+    manifests = write_manifests(tmp_path / "manifests", sim.url)
+    gw = start_gateway_proc(
+        manifests,
+        logdir,
+        name="bedrock-gateway-proxy-limits",
+        extra_args=["--max-concurrent-requests", "1", "--max-body-bytes", "1048576"],
+    )
+    try:
+        client = openai.OpenAI(
+            base_url=f"{gw.url}/v1", api_key=QUICKSTART_KEY, max_retries=0, http_client=_sync_http_client()
+        )
+        # A body four times the limit, sent by the SDK over HTTP/1.1: a 413, not a reset.
+        with pytest.raises(openai.APIStatusError) as e:
+            client.chat.completions.create(
+                model="demo/nova-lite", messages=[{"role": "user", "content": "x" * (4 * 1024 * 1024)}]
+            )
+        assert e.value.status_code == 413
+        assert e.value.body == {
+            "message": "The request body is larger than the gateway's limit of 1048576 bytes.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "request_too_large",
+        }
+
+        # One slow stream holds the only slot; the next request is refused until it ends.
+        s = Streamer(gw.url, "holder", gap_ms=150)
+        s.start()
+        assert s.started.wait(20), "stream did not start"
+        with pytest.raises(openai.InternalServerError) as e:
+            client.chat.completions.create(model="demo/nova-lite", messages=[{"role": "user", "content": "hi"}])
+        assert e.value.status_code == 503
+        assert e.value.response.headers["retry-after"] == "1"
+        assert e.value.body["code"] == "overloaded"
+        s.join(30)
+        assert s.events[-1] == "[DONE]" and s.error is None
+        r = client.chat.completions.create(model="demo/nova-lite", messages=[{"role": "user", "content": "hi"}])
+        assert r.choices[0].message.content == "Simulated reply to: hi"
+        client.close()
     finally:
         gw.proc.stop()
