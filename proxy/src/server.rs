@@ -157,7 +157,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
-    serve_with(listener, app, App::handle, Api { tls: None }, shutdown, grace).await;
+    serve_with(listener, app, App::handle, Mode { tls: None, capped: true }, shutdown, grace).await;
 }
 
 /// [`serve`] over TLS: every connection is handshaken with `tls` first.
@@ -168,56 +168,40 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
-    serve_with(listener, app, App::handle, Api { tls: Some(tls) }, shutdown, grace).await;
+    serve_with(listener, app, App::handle, Mode { tls: Some(tls), capped: true }, shutdown, grace).await;
 }
 
 /// Serves the ops routes on `listener` for the life of the process, so probes keep getting an
 /// answer (`/readyz`: 503 draining) while the API listener drains.
 pub async fn serve_ops(listener: TcpListener, app: Arc<App>) {
-    serve_with(listener, app, App::handle_ops, Ops, std::future::pending(), Duration::ZERO).await;
+    serve_with(
+        listener,
+        app,
+        App::handle_ops,
+        Mode { tls: None, capped: false },
+        std::future::pending(),
+        Duration::ZERO,
+    )
+    .await;
 }
 
 /// How long a client may take over the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What sets the two listeners apart.
-trait Kind: Clone + Send + 'static {
+/// What sets the listeners apart.
+struct Mode {
     /// The TLS acceptor, for a TLS listener.
-    fn tls(&self) -> Option<&TlsAcceptor>;
-    /// Whether requests take a concurrency slot.
-    const CAPPED: bool;
-}
-
-/// The API listener: capped, with optional TLS.
-#[derive(Clone)]
-struct Api {
     tls: Option<TlsAcceptor>,
-}
-
-impl Kind for Api {
-    fn tls(&self) -> Option<&TlsAcceptor> {
-        self.tls.as_ref()
-    }
-    const CAPPED: bool = true;
-}
-
-/// The ops listener: plain HTTP, never capped.
-#[derive(Clone)]
-struct Ops;
-
-impl Kind for Ops {
-    fn tls(&self) -> Option<&TlsAcceptor> {
-        None
-    }
-    const CAPPED: bool = false;
+    /// Whether requests take a concurrency slot (the API's) or not (the ops listener's).
+    capped: bool,
 }
 
 /// The accept loop shared by both listeners; `route` answers each request.
-async fn serve_with<F, Fut, K: Kind>(
+async fn serve_with<F, Fut>(
     listener: TcpListener,
     app: Arc<App>,
     route: F,
-    kind: K,
+    mode: Mode,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) where
@@ -241,12 +225,12 @@ async fn serve_with<F, Fut, K: Kind>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service_app = app.clone();
+        let (service_app, capped) = (app.clone(), mode.capped);
         let service = service_fn(move |req: Request<Incoming>| {
             let app = service_app.clone();
             async move {
                 // Probes and metrics stay outside the cap: a saturated pod is alive, not dead.
-                let slot = if K::CAPPED && !is_ops_path(req.uri().path()) {
+                let slot = if capped && !is_ops_path(req.uri().path()) {
                     match app.concurrency.try_enter() {
                         Some(slot) => Some(slot),
                         None => return Ok(app.concurrency.refusal().map(|b| Held::new(b, None))),
@@ -259,7 +243,7 @@ async fn serve_with<F, Fut, K: Kind>(
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        let Some(tls) = kind.tls().cloned() else {
+        let Some(tls) = mode.tls.clone() else {
             tokio::spawn(serve_connection(builder, TokioIo::new(stream), service, watcher, peer));
             continue;
         };
