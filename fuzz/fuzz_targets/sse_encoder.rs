@@ -10,7 +10,7 @@
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use proxy::bedrock::eventstream::StreamFrame;
-use proxy::translate::chat_converse::ChatStream;
+use proxy::translate::chat_converse::{ChatStream, ReplyContext};
 use proxy::translate::{ResponseMeta, StreamStep, StreamTranslator};
 use serde_json::{Value, json};
 
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let texts: Vec<String> = pieces.collect();
     let include_usage = texts.len() % 2 == 1;
     let meta = ResponseMeta { id: id.clone(), created: 1, model: model.clone() };
-    let mut translator = ChatStream::new(meta, include_usage);
+    let mut translator = ChatStream::new(meta, include_usage, ReplyContext::default());
     let mut out = BytesMut::new();
 
     let mut frames = vec![event("messageStart", json!({"role": "assistant"}))];
