@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod bedrock;
 pub mod body;
+pub mod concurrency;
 pub mod config;
 pub mod credentials;
 pub mod endpoints;
@@ -18,6 +19,7 @@ pub mod otel;
 pub mod policy;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 pub mod translate;
 pub mod upstream;
 pub mod usage;

@@ -13,8 +13,9 @@ use proxy::credentials::{CredentialMetrics, PodIdentityEnv, Registry};
 use proxy::limits::Limiter;
 use proxy::metrics::Metrics;
 use proxy::otel::{TraceSettings, Traces};
-use proxy::server::{App, serve, serve_ops};
+use proxy::server::{App, serve, serve_ops, serve_tls};
 use proxy::snapshot::SimulatorOverride;
+use proxy::tls::ReloadingCert;
 use proxy::usage::Recorder;
 use tokio::net::TcpListener;
 
@@ -30,20 +31,33 @@ struct Cli {
     /// Address to serve the API on.
     #[arg(long, env = "BGW_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve the API over TLS with this PEM certificate chain (with --tls-key); both files are
+    /// read again every --reload-interval-ms and a changed pair that loads is served to new connections.
+    #[arg(long, env = "BGW_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "BGW_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Serve /metrics, /healthz and /readyz on this separate address; /metrics then leaves the API listener.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
     /// Serve every account from the built-in Bedrock simulator instead of AWS.
     #[arg(long)]
     simulator: bool,
-    /// How often --manifests or --config-dir is checked for changes, in milliseconds.
+    /// How often --manifests, --config-dir and the --tls-cert files are checked for changes, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     reload_interval_ms: u64,
-    /// Largest request body accepted, in bytes.
-    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    /// Largest request body accepted, in bytes. The default holds the most Bedrock takes in one
+    /// message, base64-encoded: 20 images of 3.75 MB and 5 documents of 4.5 MB (130 MiB), plus text.
+    #[arg(long, default_value_t = 136 * 1024 * 1024)]
     max_body_bytes: usize,
-    /// Seconds open requests may take to finish after SIGTERM.
-    #[arg(long, default_value_t = 30)]
+    /// Most API requests in flight at once (streams count until they end); more are answered
+    /// 503 with `Retry-After`. 0: no cap.
+    #[arg(long, env = "BGW_MAX_CONCURRENT_REQUESTS", default_value_t = 0)]
+    max_concurrent_requests: usize,
+    /// Seconds open requests and streams may take to finish after SIGTERM; then the remaining
+    /// connections are closed. The default lets a long stream (thousands of tokens) end.
+    #[arg(long, default_value_t = 120)]
     shutdown_grace_seconds: u64,
     /// Serve the web playground at /playground (`--playground false` turns it off).
     #[arg(long, env = "BGW_PLAYGROUND", default_value_t = true, action = clap::ArgAction::Set)]
@@ -177,7 +191,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let mut app = App::new(store, metrics, cli.max_body_bytes)
         .allowing_private_image_urls(cli.allow_private_image_urls)
-        .serving_playground(cli.playground);
+        .serving_playground(cli.playground)
+        .limiting_concurrency(cli.max_concurrent_requests);
     app.metrics_on_api = cli.metrics_listen.is_none();
     app.usage = Recorder::new(app.metrics.clone(), limiter).logging_content(cli.log_content);
     if cli.service_account_tokens {
@@ -216,9 +231,19 @@ async fn run(cli: Cli) -> Result<(), String> {
         println!("bedrock-gateway-proxy metrics on http://{ops}");
         tokio::spawn(serve_ops(ops_listener, app.clone()));
     }
-    tracing::info!(%addr, "bedrock-gateway-proxy listening");
-    println!("bedrock-gateway-proxy listening on http://{addr}");
-    serve(listener, app.clone(), shutdown_signal(), Duration::from_secs(cli.shutdown_grace_seconds)).await;
+    let grace = Duration::from_secs(cli.shutdown_grace_seconds);
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        let cert = Arc::new(ReloadingCert::load(cert, key, &app.metrics)?);
+        let acceptor = cert.acceptor()?;
+        tokio::spawn(cert.reload_every(Duration::from_millis(cli.reload_interval_ms)));
+        tracing::info!(%addr, "bedrock-gateway-proxy listening (TLS)");
+        println!("bedrock-gateway-proxy listening on https://{addr}");
+        serve_tls(listener, app.clone(), acceptor, shutdown_signal(), grace).await;
+    } else {
+        tracing::info!(%addr, "bedrock-gateway-proxy listening");
+        println!("bedrock-gateway-proxy listening on http://{addr}");
+        serve(listener, app.clone(), shutdown_signal(), grace).await;
+    }
     if let Some(traces) = &app.traces {
         traces.flush(Duration::from_secs(5)).await;
     }

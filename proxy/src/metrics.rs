@@ -5,7 +5,8 @@
 //! per-user label exists only with `--metrics-user-label`, as users are unbounded.
 
 use prometheus::{
-    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// The proxy's metric families.
@@ -42,6 +43,12 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// Generation of the config being served.
     pub config_generation: IntGauge,
+    /// API requests being answered now (streams until their last event).
+    pub in_flight: IntGauge,
+    /// Requests refused with 503 because `--max-concurrent-requests` were in flight.
+    pub overloaded: IntCounter,
+    /// Loads of the TLS listener's certificate by result (`success`, `error`).
+    pub tls_reloads: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -151,6 +158,24 @@ impl Metrics {
         let config_generation =
             IntGauge::new("bedrock_gateway_config_generation", "Generation of the config being served.")
                 .expect("valid metric");
+        let in_flight = IntGauge::new(
+            "bedrock_gateway_in_flight_requests",
+            "API requests being answered now (streams until their last event).",
+        )
+        .expect("valid metric");
+        let overloaded = IntCounter::new(
+            "bedrock_gateway_overloaded_requests_total",
+            "Requests refused with 503 because --max-concurrent-requests were in flight.",
+        )
+        .expect("valid metric");
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "bedrock_gateway_tls_reloads_total",
+                "Loads of the TLS listener's certificate files, by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -165,6 +190,9 @@ impl Metrics {
             Box::new(images.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_generation.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(overloaded.clone()),
+            Box::new(tls_reloads.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -184,6 +212,9 @@ impl Metrics {
             images,
             config_reloads,
             config_generation,
+            in_flight,
+            overloaded,
+            tls_reloads,
         }
     }
 

@@ -1,5 +1,6 @@
-//! The listeners: the API (HTTP/1.1 and h2c) with routing and graceful shutdown, and the optional
-//! separate ops listener (`--metrics-listen`: `/metrics`, `/healthz`, `/readyz`).
+//! The listeners: the API (HTTP/1.1 and HTTP/2, cleartext or TLS) with routing, the concurrency
+//! cap and graceful shutdown, and the optional separate ops listener (`--metrics-listen`:
+//! `/metrics`, `/healthz`, `/readyz`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,12 +14,14 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use opentelemetry::context::FutureExt as _;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Authenticator;
 use crate::body::ResponseBody;
+use crate::concurrency::{Concurrency, Held};
 use crate::config::ConfigStore;
 use crate::endpoints;
 use crate::endpoints::chat_images::ImageFetcher;
@@ -53,6 +56,8 @@ pub struct App {
     pub metrics_on_api: bool,
     /// OpenTelemetry traces, when `--otel-traces` is on.
     pub traces: Option<Traces>,
+    /// The cap on API requests in flight (`--max-concurrent-requests`).
+    pub concurrency: Concurrency,
 }
 
 impl App {
@@ -60,6 +65,7 @@ impl App {
     /// store and metrics.
     pub fn new(config: Arc<ConfigStore>, metrics: Metrics, max_body_bytes: usize) -> Self {
         let usage = Recorder::new(metrics.clone(), Limiter::local());
+        let concurrency = Concurrency::new(0, &metrics);
         App {
             config,
             upstream: Upstream::new(),
@@ -72,7 +78,14 @@ impl App {
             images: ImageFetcher::new(false),
             metrics_on_api: true,
             traces: None,
+            concurrency,
         }
+    }
+
+    /// Answers API requests beyond `max` in flight with 503 (0: no cap).
+    pub fn limiting_concurrency(mut self, max: usize) -> Self {
+        self.concurrency = Concurrency::new(max, &self.metrics);
+        self
     }
 
     /// Lets chat requests make the gateway fetch images from private addresses.
@@ -161,13 +174,43 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
-    serve_with(listener, app, App::handle, shutdown, grace).await;
+    serve_with(listener, app, App::handle, Mode { tls: None, capped: true }, shutdown, grace).await;
+}
+
+/// [`serve`] over TLS: every connection is handshaken with `tls` first.
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Arc<App>,
+    tls: TlsAcceptor,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    serve_with(listener, app, App::handle, Mode { tls: Some(tls), capped: true }, shutdown, grace).await;
 }
 
 /// Serves the ops routes on `listener` for the life of the process, so probes keep getting an
 /// answer (`/readyz`: 503 draining) while the API listener drains.
 pub async fn serve_ops(listener: TcpListener, app: Arc<App>) {
-    serve_with(listener, app, App::handle_ops, std::future::pending(), Duration::ZERO).await;
+    serve_with(
+        listener,
+        app,
+        App::handle_ops,
+        Mode { tls: None, capped: false },
+        std::future::pending(),
+        Duration::ZERO,
+    )
+    .await;
+}
+
+/// How long a client may take over the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What sets the listeners apart.
+struct Mode {
+    /// The TLS acceptor, for a TLS listener.
+    tls: Option<TlsAcceptor>,
+    /// Whether requests take a concurrency slot (the API's) or not (the ops listener's).
+    capped: bool,
 }
 
 /// The accept loop shared by both listeners; `route` answers each request.
@@ -175,12 +218,14 @@ async fn serve_with<F, Fut>(
     listener: TcpListener,
     app: Arc<App>,
     route: F,
+    mode: Mode,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) where
     F: Fn(Arc<App>, Request<Incoming>) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
+    // HTTP/1.1 and HTTP/2 on one port: h2c with prior knowledge, or h2 chosen by ALPN over TLS.
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -197,16 +242,38 @@ async fn serve_with<F, Fut>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(route(app, req).await) }
+        let (service_app, capped) = (app.clone(), mode.capped);
+        let service = service_fn(move |req: Request<Incoming>| {
+            let app = service_app.clone();
+            async move {
+                // Probes and metrics stay outside the cap: a saturated pod is alive, not dead.
+                let slot = if capped && !is_ops_path(req.uri().path()) {
+                    match app.concurrency.try_enter() {
+                        Some(slot) => Some(slot),
+                        None => return Ok(app.concurrency.refusal().map(|b| Held::new(b, None))),
+                    }
+                } else {
+                    None
+                };
+                Ok::<_, Infallible>(route(app, req).await.map(|body| Held::new(body, slot)))
+            }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let Some(tls) = mode.tls.clone() else {
+            tokio::spawn(serve_connection(builder, TokioIo::new(stream), service, watcher, peer));
+            continue;
+        };
+        let app = app.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                // A handshake that ends after SIGTERM gets no connection.
+                Ok(Ok(_)) if app.draining.load(Ordering::SeqCst) => {}
+                Ok(Ok(stream)) => {
+                    serve_connection(builder, TokioIo::new(stream), service, watcher, peer).await
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
     }
@@ -216,4 +283,29 @@ async fn serve_with<F, Fut>(
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
+}
+
+/// Serves one accepted connection until it closes or, after shutdown, drains.
+async fn serve_connection<I, S>(
+    builder: auto::Builder<TokioExecutor>,
+    io: I,
+    service: S,
+    watcher: Watcher,
+    peer: SocketAddr,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Held>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = builder.serve_connection(io, service).into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// The paths every listener answers without a concurrency slot.
+fn is_ops_path(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
