@@ -346,7 +346,7 @@ def test_list_filters_sorts_and_pages(bedrock, s3, bucket):
 # deliberately invalid requests are not held against the AWS-model request check)
 @pytest.fixture(scope="module")
 def private_sim(logdir: Path, moto: Moto):
-    s = start_sim(logdir, moto.url, ["--batch-min-records", "1", "--batch-hour-ms", "5", "--batch-step-ms", "10"], name="bedrock-sim-batch")
+    s = start_sim(logdir, moto.url, ("--batch-min-records", "1", "--batch-hour-ms", "5", "--batch-step-ms", "10"), name="bedrock-sim-batch")
     yield s
     s.proc.stop()
 

@@ -123,14 +123,6 @@ pub(crate) async fn serve(
 /// the job ARN (the existing job's for a repeated `clientRequestToken`).
 fn create_job(batch: &Arc<Batch>, region: &str, body: &[u8], now: SystemTime) -> Result<String, AwsError> {
     let spec = create::parse(body)?;
-    let valid_chars = |c: char| c.is_ascii_alphanumeric() || "-_.:/".contains(c);
-    if !spec.model_id.chars().all(valid_chars) {
-        return Err(AwsError::validation(format!(
-            "1 validation error detected: Value '{}' at 'modelId' failed to satisfy constraint: \
-             Member must satisfy regular expression pattern: ...",
-            spec.model_id
-        )));
-    }
     let model = control::resolve_model(region, &spec.model_id).ok_or_else(|| {
         AwsError::new(404, "ResourceNotFoundException", format!("The model {} was not found.", spec.model_id))
     })?;
