@@ -13,6 +13,7 @@ while the config keeps serving what still works.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import shutil
@@ -123,9 +124,15 @@ def cluster(sim, moto, logdir: Path):
     sim.clear()
 
 
+def stored_config(cm: dict[str, Any]) -> dict[str, Any]:
+    """The config document of the operator's ConfigMap: gzip-compressed JSON in binaryData."""
+    assert "data" not in cm, f"the config is stored only compressed: {sorted(cm['data'])}"
+    return json.loads(gzip.decompress(base64.b64decode(cm["binaryData"]["config.json.gz"])))
+
+
 def rendered(ns: str) -> dict[str, Any] | None:
     cm = get("configmap", f"{RELEASE}-config", ns)
-    return json.loads(cm["data"]["config.json"]) if cm else None
+    return stored_config(cm) if cm else None
 
 
 def test_quickstart_is_rendered_into_the_configmap_and_secret(cluster):
@@ -134,7 +141,7 @@ def test_quickstart_is_rendered_into_the_configmap_and_secret(cluster):
     assert sorted(config["models"]) == ["demo/claude-sonnet", "demo/nova-lite", "demo/team-profile"]
     cm = get("configmap", f"{RELEASE}-config", ns)
     assert len(cm["metadata"]["annotations"]["bedrockgateway.io/config-hash"]) == 64
-    assert "bedrock-sim-secret-access-key" not in json.dumps(cm)
+    assert "bedrock-sim-secret-access-key" not in json.dumps(stored_config(cm))
     secret = get("secret", f"{RELEASE}-credentials", ns)
     credentials = json.loads(base64.b64decode(secret["data"]["credentials.json"]))
     assert credentials["accounts"]["demo"]["type"] == "accessKey"
