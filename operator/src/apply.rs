@@ -188,7 +188,7 @@ impl Applier {
         }
         if written.credentials.as_deref() != Some(plan.credentials_hash.as_str()) {
             let object = secret(plan, &self.release, &self.namespace);
-            let bytes = object.data.iter().flatten().map(|(_, v)| v.0.len()).sum();
+            let bytes: usize = object.data.iter().flatten().map(|(_, v)| v.0.len()).sum();
             if bytes > MAX_OBJECT_DATA {
                 return Err(ApplyError::TooLarge(format!(
                     "{CREDENTIALS_KEY} is {bytes} bytes, more than the {MAX_OBJECT_DATA} a Secret holds: \

@@ -158,7 +158,7 @@ mod tests {
         assert_eq!(scope(&["--all-namespaces"]), Ok(Scope::All));
         assert_eq!(
             scope(&["--all-namespaces", "--watch-namespaces", "team-a"]),
-            Err("argument conflicts with another argument".into())
+            Err("an argument cannot be used with one or more of the other specified arguments".into())
         );
     }
 }
