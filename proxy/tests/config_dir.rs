@@ -112,6 +112,66 @@ async fn follows_a_kubelet_volume_swap_and_keeps_the_last_good_config() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_running_across_twenty_swaps_never_fail() {
+    let parts = Parts::new().await;
+    let volume = parts.dir.join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    let v1 = parts.rendered.clone();
+    let v2 = with_model(&v1, "demo/llama", "meta.llama3-1-70b-instruct-v1:0");
+    kubelet_update_rendered(&volume, 1, &v1);
+    tokio::spawn(Source::Files(ConfigDir::new(&volume, POLL)).run(parts.publisher.clone()));
+    let h = std::sync::Arc::new(parts.serve().await);
+    wait_for_models(&h, &DEMO, WITHIN).await;
+
+    // Two clients call a model every config serves, back to back, for the whole run.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (h, stop) = (h.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut failures = Vec::new();
+                let mut calls = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let r = h.chat(say("demo/claude-sonnet", "steady")).await;
+                    calls += 1;
+                    if r.status != StatusCode::OK {
+                        failures.push((r.status, r.text()));
+                    }
+                }
+                (calls, failures)
+            })
+        })
+        .collect();
+    // Alternate two configs, the second form (plain JSON) in between, each swap served before the next.
+    for swap in 2..22u32 {
+        if swap % 2 == 0 {
+            let (config, credentials) = documents(&v2);
+            kubelet_update(&volume, swap, &[(CONFIG_FILE, config), (CREDENTIALS_FILE, credentials)]);
+            wait_for_models(
+                &h,
+                &["demo/claude-sonnet", "demo/llama", "demo/nova-lite", "demo/team-profile"],
+                WITHIN,
+            )
+            .await;
+        } else {
+            kubelet_update_rendered(&volume, swap, &v1);
+            wait_for_models(&h, &DEMO, WITHIN).await;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for client in clients {
+        let (calls, failures) = client.await.unwrap();
+        assert!(calls > 0, "the client ran");
+        assert!(
+            failures.is_empty(),
+            "{} of {calls} calls failed during the swaps: {failures:?}",
+            failures.len()
+        );
+    }
+    assert_eq!((reloads(&h, "success").await, reloads(&h, "error").await), (21, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_until_the_files_appear() {
     let parts = Parts::new().await;
     let folder = parts.dir.join("plain");
