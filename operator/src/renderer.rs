@@ -299,6 +299,21 @@ mod tests {
     }
 
     #[test]
+    fn a_new_caller_key_secret_requeues_the_policy_that_names_its_user() {
+        let m = manifests(BASE);
+        let key = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: carol, namespace: ai-gateway}\n\
+                   type: bedrockgateway.io/api-key\nstringData: {key: sk-carol, user: carol@example.com}\n";
+        let with_key = manifests(&format!("{BASE}{key}"));
+        let stores = stores(&m);
+        let (before, after) = (plan(&m, &Facts::default()), plan(&with_key, &Facts::default()));
+        let policies: Vec<String> =
+            changed(&stores.policies, &before, &after).iter().map(|r| r.name.clone()).collect();
+        assert_eq!(policies, [m.policies[0].name_any()], "its SubjectsMatched changes");
+        assert!(changed(&stores.models, &before, &after).is_empty(), "no model depends on a caller key");
+        assert!(changed(&stores.accounts, &before, &after).is_empty());
+    }
+
+    #[test]
     fn a_broken_api_key_secret_gets_one_warning_event() {
         let key = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: caller, namespace: ai-gateway}\n\
                    type: bedrockgateway.io/api-key\nstringData: {key: sk-1}\n";
