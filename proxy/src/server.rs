@@ -49,6 +49,8 @@ pub struct App {
     pub images: ImageFetcher,
     /// Whether the API listener answers `/metrics` (false when a separate ops listener does).
     pub metrics_on_api: bool,
+    /// `/v1/batches` settings.
+    pub batch: endpoints::batches::BatchSettings,
 }
 
 impl App {
@@ -67,6 +69,7 @@ impl App {
             playground: true,
             images: ImageFetcher::new(false),
             metrics_on_api: true,
+            batch: endpoints::batches::BatchSettings::default(),
         }
     }
 
@@ -105,6 +108,12 @@ impl App {
                 endpoints::images::generations(&self, req, started).await
             }
             (&Method::POST, "/v1/images/edits") => endpoints::images::edits(&self, req, started).await,
+            (_, p) if p == "/v1/files" || p.starts_with("/v1/files/") => {
+                endpoints::files::handle(&self, req).await
+            }
+            (_, p) if p == "/v1/batches" || p.starts_with("/v1/batches/") => {
+                endpoints::batches::handle(&self, req).await
+            }
             (
                 _,
                 "/healthz"
