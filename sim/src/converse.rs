@@ -3,7 +3,11 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::reply::Reply;
+use crate::cache::{CacheUse, PromptCache};
+use crate::errors::AwsError;
+use crate::faults::{self, Directives};
+use crate::reply::{self, Reply};
+use crate::request;
 
 /// TokenUsage.
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +95,27 @@ pub(crate) fn response_body(reply: &Reply, latency_ms: u64) -> Vec<u8> {
         metrics: Metrics { latency_ms },
     };
     serde_json::to_vec(&response).unwrap_or_default()
+}
+
+/// Answers a Converse request body (or a batch record's `modelInput` of a Converse job): validates
+/// it, applies the latency and error directives of its last user message and builds the reply,
+/// reading and writing `cache` when given. Returns the reply with the directives that shape a stream.
+pub(crate) async fn answer(
+    model_id: &str,
+    body: &[u8],
+    cache: Option<&PromptCache>,
+) -> Result<(Reply, Directives), AwsError> {
+    let input = request::parse(body)?;
+    let directives = faults::parse(&input.last_user_text())?;
+    if !directives.latency.is_zero() {
+        tokio::time::sleep(directives.latency).await;
+    }
+    if let Some(name) = &directives.error {
+        return Err(AwsError::modeled(name, model_id).unwrap_or_else(|| AwsError::validation(name.clone())));
+    }
+    let cache_use: Option<CacheUse> = cache.and_then(|c| c.lookup(input.cache_prefix.as_ref()));
+    let reply = reply::generate(&input, &directives, cache_use)?;
+    Ok((reply, directives))
 }
 
 #[cfg(test)]

@@ -87,15 +87,29 @@ pub(crate) async fn answer(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<InvokeReply, AwsError> {
-    let family = Family::of(model_id).ok_or_else(|| {
-        AwsError::validation(format!("bedrock-sim: InvokeModel is not simulated for model '{model_id}'"))
-    })?;
+    let family = family(model_id)?;
     let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.split(';').next().map(str::trim) != Some("application/json") {
         return Err(AwsError::validation(format!(
             "The provided Content-Type '{content_type}' is not supported for this model; use application/json."
         )));
     }
+    answer_json(model_id, family, body).await
+}
+
+/// The family of `model_id`, or the ValidationException InvokeModel answers for other models.
+pub(crate) fn family(model_id: &str) -> Result<Family, AwsError> {
+    Family::of(model_id).ok_or_else(|| {
+        AwsError::validation(format!("bedrock-sim: InvokeModel is not simulated for model '{model_id}'"))
+    })
+}
+
+/// Answers the JSON `body` of an InvokeModel call (or a batch record's `modelInput`) for `family`.
+pub(crate) async fn answer_json(
+    model_id: &str,
+    family: Family,
+    body: &[u8],
+) -> Result<InvokeReply, AwsError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| malformed(format!("invalid JSON ({e})")))?;
     let body = value.as_object().ok_or_else(|| malformed("#: expected type: JSONObject"))?;
     let text = match family {

@@ -23,7 +23,7 @@ use crate::auth::Keyring;
 use crate::errors::{AwsError, request_id};
 use crate::record::{RecordedRequest, Recorder};
 use crate::sigv4::SignedRequest;
-use crate::{SimConfig, cache, control, converse, eventstream, faults, invoke, reply, request, stream};
+use crate::{SimConfig, batch, cache, control, converse, eventstream, invoke, stream};
 
 /// Response body type: a whole buffer or a stream of event frames.
 type Body = UnsyncBoxBody<Bytes, io::Error>;
@@ -39,6 +39,7 @@ struct State {
     recorder: Recorder,
     prompt_cache: cache::PromptCache,
     keyring: Keyring,
+    batch: Arc<batch::Batch>,
 }
 
 /// A running simulator; dropping it (or calling [`SimHandle::shutdown`]) stops the server.
@@ -86,13 +87,16 @@ impl SimHandle {
 /// Serves the simulator on `listener` in a background task until the handle is dropped.
 pub async fn spawn(config: SimConfig, listener: TcpListener) -> SimHandle {
     let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    let (tx, rx) = watch::channel(());
+    let (key_id, secret) = config.credentials.first().map_or(("", ""), |(k, s)| (k.as_str(), s.as_str()));
+    let batch = Arc::new(batch::Batch::new(config.batch.clone(), (key_id, secret), rx.clone()));
     let state = Arc::new(State {
         keyring: Keyring::new(&config),
         config,
         recorder: Recorder::default(),
         prompt_cache: cache::PromptCache::default(),
+        batch,
     });
-    let (tx, rx) = watch::channel(());
     tokio::spawn(accept_loop(listener, Arc::clone(&state), rx));
     SimHandle { addr, state, _shutdown: tx }
 }
@@ -188,7 +192,12 @@ async fn bedrock_request(state: &State, parts: http::request::Parts, body: Incom
                 Some(op) => control::serve(&state.keyring, &parts, &target, &body, &op)
                     .await
                     .map(|json| response(StatusCode::OK, "application/json", json)),
-                None => bedrock(state, &parts, &target, &body).await,
+                None => match batch::route(&parts.method, parts.uri.path()) {
+                    Some(op) => batch::serve(&state.batch, &state.keyring, &parts, &target, &body, &op)
+                        .await
+                        .map(|json| response(StatusCode::OK, "application/json", json)),
+                    None => bedrock(state, &parts, &target, &body).await,
+                },
             };
             answer.unwrap_or_else(|e| error_response(&e))
         }
@@ -283,16 +292,7 @@ async fn bedrock(
         }
         return Ok(resp);
     }
-    let input = request::parse(body)?;
-    let directives = faults::parse(&input.last_user_text())?;
-    if !directives.latency.is_zero() {
-        tokio::time::sleep(directives.latency).await;
-    }
-    if let Some(name) = &directives.error {
-        return Err(AwsError::modeled(name, &model_id).unwrap_or_else(|| AwsError::validation(name.clone())));
-    }
-    let cache_use = state.prompt_cache.lookup(input.cache_prefix.as_ref());
-    let reply = reply::generate(&input, &directives, cache_use)?;
+    let (reply, directives) = converse::answer(&model_id, body, Some(&state.prompt_cache)).await?;
     Ok(match op {
         Operation::Converse => {
             let latency_ms = directives.latency.as_millis() as u64;

@@ -194,13 +194,14 @@ class Gateway:
     manifests: Path
 
 
-def start_sim(logdir: Path, moto_url: str | None = None) -> Sim:
+def start_sim(logdir: Path, moto_url: str | None = None, extra_args: list[str] = [], name: str = "bedrock-sim") -> Sim:
     port = free_port()
-    argv = [str(binary("bedrock-sim")), "--listen", f"127.0.0.1:{port}"]
+    argv = [str(binary("bedrock-sim")), "--listen", f"127.0.0.1:{port}", *extra_args]
     if moto_url:
-        # Session credentials moto's STS issues are accepted (and verified) like AWS's.
-        argv += ["--moto-url", moto_url]
-    proc = Proc("bedrock-sim", argv, logdir)
+        # Session credentials moto's STS issues are accepted (and verified) like AWS's;
+        # moto is also the S3 batch inference jobs read and write.
+        argv += ["--moto-url", moto_url, "--s3-url", moto_url]
+    proc = Proc(name, argv, logdir)
     deadline = time.monotonic() + READY_TIMEOUT
     marker = "bedrock-sim listening on "
     while time.monotonic() < deadline:

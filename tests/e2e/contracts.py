@@ -381,6 +381,18 @@ def check_sim_request(rec: dict[str, Any]) -> tuple[str, list[str]]:
     return op, errors
 
 
+def check_control_response(operation: str, status: int, headers: dict[str, str], body: bytes) -> list[str]:
+    """Validate a bedrock (control-plane) response the sim sent against the AWS model."""
+    model = control_model()
+    if model is None:
+        return [f"{operation}: the bedrock service model is missing from {REFERENCE}"]
+    lower = {k.lower(): v for k, v in headers.items()}
+    errors = []
+    if lower.get("content-type", "").split(";")[0].strip() != "application/json":
+        errors.append(f"{operation} -> {status}: content-type {lower.get('content-type')!r}, expected application/json")
+    return errors + model.validate_response(operation, status, lower.get("x-amzn-errortype", ""), body)
+
+
 def check_sim_requests(records: Iterable[dict[str, Any]]) -> list[str]:
     errors: list[str] = []
     for rec in records:
