@@ -503,6 +503,9 @@ mod tests {
         assert_eq!(e.message, "Invalid value for `completion_window`: `1h`; only `24h` is supported.");
         let e = parse_create_batch(br#"{"endpoint":"/v1/chat/completions","completion_window":"24h"}"#)
             .unwrap_err();
-        assert_eq!(e.message, "We could not parse the JSON body of your request: missing field `input_file_id`.");
+        assert_eq!(
+            e.message,
+            "We could not parse the JSON body of your request: missing field `input_file_id`."
+        );
     }
 }

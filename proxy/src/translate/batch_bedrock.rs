@@ -250,8 +250,13 @@ pub fn output_line(
         .filter(|s| (400..600).contains(s))
         .unwrap_or(500);
         let message = error.error_message.unwrap_or_else(|| "Bedrock could not answer this request.".into());
-        let code = if status < 500 { "invalid_request" } else { "server_error" };
-        let body = serde_json::json!({"error": {"message": message, "type": if status < 500 {"invalid_request_error"} else {"server_error"}, "param": null, "code": code}});
+        let (kind, code) = match status {
+            429 => ("rate_limit_error", "rate_limit_exceeded"),
+            400..500 => ("invalid_request_error", "invalid_request"),
+            _ => ("server_error", "server_error"),
+        };
+        let body =
+            serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
         let response = OutputResponse { status_code: status, request_id, body };
         return Some(Translated {
             line: line(Some(response), Some(OutputError { code: code.into(), message })),
