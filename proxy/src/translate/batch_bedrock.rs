@@ -404,3 +404,94 @@ pub fn batch_object(id: String, record: &BatchRecord, job: &Job, manifest: Optio
         metadata: record.metadata.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> BatchRecord {
+        BatchRecord {
+            job_arn: "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abcdef123456".into(),
+            account: "demo".into(),
+            owner: "dev@example.com".into(),
+            owner_teams: vec![],
+            model: "demo/nova-lite".into(),
+            endpoint: "/v1/chat/completions".into(),
+            input_file_id: "file-x".into(),
+            completion_window: "24h".into(),
+            metadata: None,
+            created_at: 1_700_000_000,
+            requests: 5,
+            input_key: "gateway/batch-input/t.jsonl".into(),
+            cancelling_at: None,
+            results: None,
+        }
+    }
+
+    fn job(status: &str) -> Job {
+        serde_json::from_value(serde_json::json!({
+            "jobArn": "arn", "status": status, "message": "bad input",
+            "submitTime": "2023-11-14T22:13:20Z", "lastModifiedTime": "2023-11-14T22:15:00.500Z",
+            "endTime": "2023-11-14T22:16:40Z", "jobExpirationTime": "2023-11-15T22:13:20Z",
+            "totalRecordCount": 5, "successRecordCount": 3, "errorRecordCount": 1
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_bedrock_state_maps_to_openais() {
+        let cases = [
+            ("Submitted", BatchStatus::Validating),
+            ("Validating", BatchStatus::Validating),
+            ("Scheduled", BatchStatus::InProgress),
+            ("InProgress", BatchStatus::InProgress),
+            ("Stopping", BatchStatus::Cancelling),
+            ("Stopped", BatchStatus::Cancelled),
+            ("Completed", BatchStatus::Completed),
+            ("PartiallyCompleted", BatchStatus::Completed),
+            ("Failed", BatchStatus::Failed),
+            ("Expired", BatchStatus::Expired),
+        ];
+        for (bedrock, openai) in cases {
+            assert_eq!(
+                batch_object("batch_x".into(), &record(), &job(bedrock), None).status,
+                openai,
+                "{bedrock}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_job_carries_bedrocks_message_and_its_end() {
+        let batch = batch_object("batch_x".into(), &record(), &job("Failed"), None);
+        let errors = batch.errors.unwrap();
+        assert_eq!(errors.data[0].message, "bad input");
+        assert_eq!(errors.data[0].code, "batch_failed");
+        assert_eq!(batch.failed_at, Some(1_700_000_200));
+        assert_eq!((batch.completed_at, batch.in_progress_at), (None, None));
+        assert_eq!(batch.expires_at, Some(1_700_086_400));
+    }
+
+    #[test]
+    fn counts_come_from_the_manifest_then_the_job() {
+        let from_job = batch_object("b".into(), &record(), &job("InProgress"), None).request_counts;
+        assert_eq!(from_job, RequestCounts { total: 5, completed: 3, failed: 1 });
+        let manifest = Manifest {
+            total_record_count: 5,
+            success_record_count: 4,
+            error_record_count: 1,
+            ..Manifest::default()
+        };
+        let done = batch_object("b".into(), &record(), &job("PartiallyCompleted"), Some(&manifest));
+        assert_eq!(done.request_counts, RequestCounts { total: 5, completed: 4, failed: 1 });
+        assert_eq!(done.completed_at, Some(1_700_000_200));
+        assert_eq!(done.in_progress_at, Some(1_700_000_100));
+    }
+
+    #[test]
+    fn record_ids_are_line_numbers() {
+        assert_eq!(record_id(7), "00000000007");
+        assert_eq!(unix_seconds("2023-11-14T22:13:20.999Z"), Some(1_700_000_000));
+        assert_eq!(unix_seconds("yesterday"), None);
+    }
+}
