@@ -109,10 +109,10 @@ impl App {
             }
             (&Method::POST, "/v1/images/edits") => endpoints::images::edits(&self, req, started).await,
             (_, p) if p == "/v1/files" || p.starts_with("/v1/files/") => {
-                endpoints::files::handle(&self, req).await
+                endpoints::files::handle(&self, req, started).await
             }
             (_, p) if p == "/v1/batches" || p.starts_with("/v1/batches/") => {
-                endpoints::batches::handle(&self, req).await
+                endpoints::batches::handle(&self, req, started).await
             }
             (
                 _,

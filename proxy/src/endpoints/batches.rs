@@ -5,7 +5,9 @@
 //!   counted against Bedrock's minimum ([`BatchSettings::min_records`], a 400 before any job
 //!   exists), and submitted with CreateModelInvocationJob (the account's batch role, output to
 //!   `<prefix>batch-output/`). The gateway's record of the batch (owner, input file, metadata) is
-//!   `<prefix>batches/<job id>.json`; if anything fails once the job exists, the job is stopped.
+//!   `<prefix>batches/<job id>.json`, listed newest first through empty markers
+//!   `<prefix>batch-index/<inverted creation time>-<job id>`; if anything fails once the job
+//!   exists, the job is stopped.
 //! - `GET /v1/batches/{id}`: GetModelInvocationJob mapped to OpenAI's status, with counts from
 //!   `manifest.json.out`. The first read of a finished job translates Bedrock's output records
 //!   into OpenAI output lines, stored as two real files (output and errors), prices the usage
@@ -28,7 +30,9 @@ use hyper::body::Incoming;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::files::{self, form_pairs, json, meta, new_token, store_of};
-use super::{authorize, collect_limited, read_body, read_json, snapshot, unix_now, upstream_error};
+use super::{
+    authorize, collect_limited, read_body, read_json, record_request, snapshot, unix_now, upstream_error,
+};
 use crate::auth::Subject;
 use crate::bedrock::batch::{
     CreateJobRequest, CreateJobResponse, InputDataConfig, Job, JobStatus, Manifest, OutputDataConfig,
@@ -68,8 +72,18 @@ impl Default for BatchSettings {
     }
 }
 
-/// Answers every `/v1/batches` request.
-pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+/// Answers every `/v1/batches` request and records its metrics.
+pub async fn handle(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    started: Instant,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let result = route(app, req).await;
+    record_request(app, "batches", "-", &result, started);
+    result
+}
+
+async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
     let snapshot = snapshot(app)?;
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();
@@ -140,10 +154,12 @@ async fn find(snapshot: &Snapshot, subject: &Subject, id: &str) -> Result<Found,
     Err(missing())
 }
 
-/// A signed control-plane call of `account`; a Bedrock error becomes the caller's error.
+/// A signed control-plane call of `account` for a batch of `model`; a Bedrock error becomes the
+/// caller's error.
 async fn control(
     app: &App,
     account: &AccountRoute,
+    model: &str,
     method: Method,
     path: &str,
     body: Vec<u8>,
@@ -156,28 +172,29 @@ async fn control(
     })?;
     let response = app.upstream.send(method, &target, &account.signer, body, "application/json").await?;
     if !response.status().is_success() {
-        return Err(upstream_error(&app.metrics, "-", response).await);
+        return Err(upstream_error(&app.metrics, model, response).await);
     }
     collect_limited(response.into_body()).await
 }
 
 /// GetModelInvocationJob.
-async fn get_job(app: &App, account: &AccountRoute, arn: &str) -> Result<Job, ApiError> {
+async fn get_job(app: &App, account: &AccountRoute, model: &str, arn: &str) -> Result<Job, ApiError> {
     let body = control(
         app,
         account,
+        model,
         Method::GET,
         &format!("/model-invocation-job/{}", encode_label(arn)),
         Vec::new(),
     )
     .await?;
-    read_json("-", &body)
+    read_json(model, &body)
 }
 
 /// StopModelInvocationJob.
-async fn stop_job(app: &App, account: &AccountRoute, arn: &str) -> Result<(), ApiError> {
+async fn stop_job(app: &App, account: &AccountRoute, model: &str, arn: &str) -> Result<(), ApiError> {
     let path = format!("/model-invocation-job/{}/stop", encode_label(arn));
-    control(app, account, Method::POST, &path, Vec::new()).await.map(drop)
+    control(app, account, model, Method::POST, &path, Vec::new()).await.map(drop)
 }
 
 /// The lines of an S3 object (without their line breaks), numbered from 1, read as they arrive.
@@ -312,7 +329,7 @@ async fn create(
         model_invocation_type: invocation_type(route.model.kind),
     };
     let body = serde_json::to_vec(&create).expect("job request serializes");
-    let created = match control(app, &account, Method::POST, "/model-invocation-job", body).await {
+    let created = match control(app, &account, &model, Method::POST, "/model-invocation-job", body).await {
         Ok(bytes) => read_json::<CreateJobResponse>(&model, &bytes),
         Err(e) => Err(e),
     };
@@ -344,7 +361,14 @@ async fn create(
     let id = batch_id(&arn);
     let finished = async {
         save(&store, &record).await?;
-        let job = get_job(app, &account, &arn).await?;
+        // An immutable marker whose key sorts the newest batch first (records are rewritten).
+        let index = store.key(&format!(
+            "batch-index/{}-{}",
+            token.split('-').next().unwrap_or_default(),
+            job_id(&arn)
+        ));
+        store.put(&index, Bytes::new(), HashMap::new()).await?;
+        let job = get_job(app, &account, &model, &arn).await?;
         Ok::<_, ApiError>(batch_object(id.clone(), &record, &job, None))
     }
     .await;
@@ -352,7 +376,7 @@ async fn create(
         Ok(batch) => Ok(json(&batch)),
         Err(e) => {
             // No billed orphan: a job the caller cannot see is stopped.
-            if let Err(stop) = stop_job(app, &account, &arn).await {
+            if let Err(stop) = stop_job(app, &account, &model, &arn).await {
                 tracing::error!(job = %arn, error = %stop, "could not stop a batch job after a failure");
             }
             Err(e)
@@ -369,7 +393,7 @@ async fn save(store: &Store, record: &BatchRecord) -> Result<(), ApiError> {
 /// The batch as it is now; the first read of a finished job writes its results.
 async fn current(app: &App, snapshot: &Snapshot, id: &str, found: Found) -> Result<Batch, ApiError> {
     let Found { mut record, account, store } = found;
-    let job = get_job(app, &account, &record.job_arn).await?;
+    let job = get_job(app, &account, &record.model, &record.job_arn).await?;
     let out_dir = format!("batch-output/{}/", job_id(&record.job_arn));
     let mut manifest = None;
     if record.results.is_none() {
@@ -511,7 +535,7 @@ async fn cancel(
     id: &str,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let mut found = find(snapshot, subject, id).await?;
-    let job = get_job(app, &found.account, &found.record.job_arn).await?;
+    let job = get_job(app, &found.account, &found.record.model, &found.record.job_arn).await?;
     if job.status.is_final() {
         return Err(ApiError::invalid_request(format!(
             "Cannot cancel a batch with status `{}`.",
@@ -523,7 +547,7 @@ async fn cancel(
         .with_code("batch_not_cancellable"));
     }
     if job.status != JobStatus::Stopping {
-        stop_job(app, &found.account, &found.record.job_arn).await?;
+        stop_job(app, &found.account, &found.record.model, &found.record.job_arn).await?;
     }
     if found.record.cancelling_at.is_none() {
         found.record.cancelling_at = Some(unix_now());
@@ -583,24 +607,29 @@ async fn list(
         .map(|a| &a.account.name)
         .collect();
     names.sort_unstable();
-    // Every record key with its time, newest first.
+    // Every batch's index key (inverted creation time, then job id), newest first.
     let mut keys = Vec::new();
     for name in names {
         let (account, store) = store_of(snapshot, name)?;
         let mut start: Option<String> = None;
         loop {
-            let (page, truncated) = store.list("batches/", start.as_deref(), 1000).await?;
+            let (page, truncated) = store.list("batch-index/", start.as_deref(), 1000).await?;
             start = page.last().map(|l| l.key.clone());
-            keys.extend(page.into_iter().map(|l| (l.modified, l.key, account.clone(), store.clone())));
+            for listed in page {
+                let Some(marker) = listed.key.rsplit('/').next().map(str::to_owned) else { continue };
+                let Some((_, job)) = marker.split_once('-') else { continue };
+                let record_key = store.key(&format!("batches/{job}.json"));
+                keys.push((marker, record_key, account.clone(), store.clone()));
+            }
             if !truncated || start.is_none() {
                 break;
             }
         }
     }
-    keys.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
     if let Some(after) = &after {
-        let key_end = format!("batches/{}.json", job_id(after));
-        if let Some(at) = keys.iter().position(|k| k.1.ends_with(&key_end)) {
+        let suffix = format!("-{}", job_id(after));
+        if let Some(at) = keys.iter().position(|k| k.0.ends_with(&suffix)) {
             keys.drain(..=at);
         }
     }
