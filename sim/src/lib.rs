@@ -28,6 +28,7 @@ mod schema;
 mod server;
 mod sigv4;
 mod stream;
+mod text;
 
 use std::time::Duration;
 

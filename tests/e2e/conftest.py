@@ -199,7 +199,7 @@ class Gateway:
     manifests: Path
 
 
-def start_sim(logdir: Path, moto_url: str | None = None, extra_args: list[str] = [], name: str = "bedrock-sim") -> Sim:
+def start_sim(logdir: Path, moto_url: str | None = None, extra_args: tuple[str, ...] = (), name: str = "bedrock-sim") -> Sim:
     port = free_port()
     argv = [str(binary("bedrock-sim")), "--listen", f"127.0.0.1:{port}", *extra_args]
     if moto_url:

@@ -220,6 +220,31 @@ def test_error_records_make_an_embedding_job_partially_completed(bedrock, s3, bu
     )
 
 
+def test_an_invoke_model_job_answers_anthropic_bodies_natively(bedrock, s3, bucket):
+    def claude(i: int) -> dict[str, Any]:
+        body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50, "messages": [{"role": "user", "content": f"question {i}"}]}
+        return {"recordId": f"c{i}", "modelInput": body}
+
+    lines = [claude(i) for i in range(99)]
+    # A Nova body is no Claude body: an error record, not a failed job.
+    nova = {"schemaVersion": "messages-v1", "messages": [{"role": "user", "content": [{"text": "hi"}]}]}
+    lines.append({"recordId": "nova", "modelInput": nova})
+    uri = put_jsonl(s3, bucket, "in/claude.jsonl", lines)
+    arn = create(bedrock, bucket, uri, model="us.anthropic.claude-3-haiku-20240307-v1:0", modelInvocationType="InvokeModel")
+    job_id = arn.rsplit("/", 1)[1]
+    job, _ = wait(bedrock, arn)
+    assert job["status"] == "PartiallyCompleted", job.get("message")
+    out = {o["recordId"]: o for o in read_lines(s3, bucket, f"out/{job_id}/claude.jsonl.out")}
+    answer = out["c5"]["modelOutput"]
+    assert answer["type"] == "message" and answer["role"] == "assistant"
+    assert answer["content"] == [{"type": "text", "text": "Simulated reply to: question 5"}]
+    assert (answer["stop_reason"], answer["usage"]) == ("end_turn", {"input_tokens": 2, "output_tokens": 5})
+    assert out["nova"]["error"]["errorCode"] == 400
+    assert "extraneous key [schemaVersion]" in out["nova"]["error"]["errorMessage"]
+    m = manifest(s3, bucket, job_id)
+    assert (m["inputTokenCount"], m["outputTokenCount"], m["errorRecordCount"]) == (99 * 2, 99 * 5, 1)
+
+
 @pytest.mark.parametrize(
     "content, input_key, message",
     [
@@ -321,7 +346,7 @@ def test_list_filters_sorts_and_pages(bedrock, s3, bucket):
 # deliberately invalid requests are not held against the AWS-model request check)
 @pytest.fixture(scope="module")
 def private_sim(logdir: Path, moto: Moto):
-    s = start_sim(logdir, moto.url, ["--batch-min-records", "1", "--batch-hour-ms", "5", "--batch-step-ms", "10"], name="bedrock-sim-batch")
+    s = start_sim(logdir, moto.url, ("--batch-min-records", "1", "--batch-hour-ms", "5", "--batch-step-ms", "10"), name="bedrock-sim-batch")
     yield s
     s.proc.stop()
 

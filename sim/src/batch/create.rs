@@ -204,6 +204,15 @@ pub(crate) fn s3_location(uri: &str) -> Option<S3Location> {
     (bucket_ok && key_ok).then(|| S3Location { bucket: bucket.to_owned(), key: key.to_owned() })
 }
 
+/// The `ModelId` pattern of the AWS model.
+const MODEL_ID_PATTERN: &str = "(arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:(([0-9]{12}:custom-model/[a-z0-9-]{1,63}[.]{1}[a-z0-9-:]{1,63}/[a-z0-9]{12}$)|(:foundation-model/([a-z0-9-]{1,63}[.]{1}[a-z0-9-]{1,63}([.]?[a-z0-9-]{1,63})([:][a-z0-9-]{1,63}){0,2})|(([0-9a-zA-Z][_-]?)+)$)|([0-9]{12}:(inference-profile|application-inference-profile)/[a-zA-Z0-9-:.]+$)))|([a-z0-9-]{1,63}[.]{1}[a-z0-9-]{1,63}([.]?[a-z0-9-]{1,63})([:][a-z0-9-]{1,63}){0,2})|(([0-9a-zA-Z][_-]?)+)";
+
+/// The characters [`MODEL_ID_PATTERN`] allows; which catalogue model the id names is checked
+/// against the catalogue afterwards.
+fn model_id(s: &str) -> bool {
+    s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
+}
+
 const S3_URI_PATTERN: &str =
     "s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](?:/[-!_*'().a-z0-9A-Z]+(?:/[-!_*'().a-z0-9A-Z]+)*)?/?";
 
@@ -340,7 +349,8 @@ pub(crate) fn parse(body: &[u8]) -> Result<JobSpec, AwsError> {
         (1, 256),
         Some(("[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}", idempotency_token)),
     );
-    let model = string(&mut v, obj, "modelId", "modelId", true, (1, 2048), None);
+    let model =
+        string(&mut v, obj, "modelId", "modelId", true, (1, 2048), Some((MODEL_ID_PATTERN, model_id)));
     let input = structure(&mut v, obj, "inputDataConfig", true).and_then(|c| {
         s3_config(
             &mut v,

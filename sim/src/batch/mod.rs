@@ -84,6 +84,21 @@ impl Batch {
     fn with_job<T>(&self, id: &str, f: impl FnOnce(&mut Job) -> T) -> Option<T> {
         self.lock().iter_mut().find(|j| j.id == id).map(f)
     }
+
+    /// Runs `f` on the job a `jobIdentifier` label names (its id, or exactly its ARN), or
+    /// answers ResourceNotFoundException.
+    fn with_named_job<T>(&self, id: &str, label: &str, f: impl FnOnce(&mut Job) -> T) -> Result<T, AwsError> {
+        let identifier = percent_decode_str(label).decode_utf8_lossy();
+        let mut jobs = self.lock();
+        let job = jobs.iter_mut().find(|j| j.id == id && (identifier == id || identifier == j.arn));
+        job.map(f).ok_or_else(|| {
+            AwsError::new(
+                404,
+                "ResourceNotFoundException",
+                format!("The model invocation job {identifier} was not found."),
+            )
+        })
+    }
 }
 
 /// Authenticates a batch request and answers it with JSON bytes.
@@ -104,15 +119,12 @@ pub(crate) async fn serve(
         }
         Operation::Get(label) => {
             let id = job_id(label)?;
-            batch.with_job(&id, |job| job.to_json()).ok_or_else(|| not_found(label))?
+            batch.with_named_job(&id, label, |job| job.to_json())?
         }
         Operation::List => list(batch, parts.uri.query().unwrap_or_default())?,
         Operation::Stop(label) => {
             let id = job_id(label)?;
-            batch
-                .with_job(&id, |job| job.stop(now))
-                .ok_or_else(|| not_found(label))?
-                .map_err(AwsError::validation)?;
+            batch.with_named_job(&id, label, |job| job.stop(now))?.map_err(AwsError::validation)?;
             json!({})
         }
     };
@@ -123,14 +135,6 @@ pub(crate) async fn serve(
 /// the job ARN (the existing job's for a repeated `clientRequestToken`).
 fn create_job(batch: &Arc<Batch>, region: &str, body: &[u8], now: SystemTime) -> Result<String, AwsError> {
     let spec = create::parse(body)?;
-    let valid_chars = |c: char| c.is_ascii_alphanumeric() || "-_.:/".contains(c);
-    if !spec.model_id.chars().all(valid_chars) {
-        return Err(AwsError::validation(format!(
-            "1 validation error detected: Value '{}' at 'modelId' failed to satisfy constraint: \
-             Member must satisfy regular expression pattern: ...",
-            spec.model_id
-        )));
-    }
     let model = control::resolve_model(region, &spec.model_id).ok_or_else(|| {
         AwsError::new(404, "ResourceNotFoundException", format!("The model {} was not found.", spec.model_id))
     })?;
@@ -197,15 +201,6 @@ fn job_id(label: &str) -> Result<String, AwsError> {
              ((arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{{1,20}}:[0-9]{{12}}:model-invocation-job/)?[a-z0-9]{{12}})"
         ))),
     }
-}
-
-fn not_found(label: &str) -> AwsError {
-    let identifier = percent_decode_str(label).decode_utf8_lossy();
-    AwsError::new(
-        404,
-        "ResourceNotFoundException",
-        format!("The model invocation job {identifier} was not found."),
-    )
 }
 
 /// ListModelInvocationJobs with its filters, sort order and pagination.

@@ -104,7 +104,7 @@ pub(crate) async fn answer(kind: InvocationType, model_id: &str, input: &Value) 
                 Ok(reply) => Outcome::Output {
                     body: serde_json::from_slice(&reply.body).unwrap_or_default(),
                     input_tokens: reply.input_tokens.unwrap_or(0),
-                    output_tokens: 0,
+                    output_tokens: reply.output_tokens,
                 },
                 Err(e) => Outcome::from_error(e),
             }

@@ -112,6 +112,13 @@ async fn bad_requests_get_aws_errors() {
 
     let missing = send(&http1(), get(&sim.url(), "/model-invocation-job/abcdefabcdef")).await;
     missing.assert_error(404, "ResourceNotFoundException");
+    let arn = create(&sim, &create_body("bucket-a", "in.jsonl", "elsewhere")).await.json()["jobArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other_region = arn.replace("us-east-1", "eu-west-1").replace(':', "%3A").replace('/', "%2F");
+    let moved = send(&http1(), get(&sim.url(), &format!("/model-invocation-job/{other_region}"))).await;
+    moved.assert_error(404, "ResourceNotFoundException");
     let unsigned =
         Request::get(format!("{}/model-invocation-jobs", sim.url())).body(Full::new(Bytes::new())).unwrap();
     send(&http1(), unsigned).await.assert_error(403, "MissingAuthenticationTokenException");
