@@ -54,7 +54,7 @@ def moto(logdir: Path) -> Moto:
 
 @pytest.fixture(scope="module")
 def sim(logdir: Path, moto: Moto) -> Sim:
-    s = start_sim(logdir, moto.url, ["--batch-min-records", "3", "--batch-step-ms", "50"], name="bedrock-sim-batch")
+    s = start_sim(logdir, moto.url, ("--batch-min-records", "3", "--batch-step-ms", "50"), name="bedrock-sim-batch")
     yield s
     s.proc.stop()
 
