@@ -2,7 +2,7 @@
 //!
 //! Request path: `server` -> `endpoints` -> `auth` -> `policy` -> `limits` (through `usage`) ->
 //! `translate` -> `upstream` and back through `translate` to the caller; `usage` prices and records
-//! what was used. Translators are pure; I/O lives in `server`, `upstream`, `credentials`, `config`.
+//! what was used. Translators are pure; I/O lives in `server`, `upstream`, `credentials`, `config`, `s3`.
 
 pub mod auth;
 pub mod bedrock;
@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openai;
 pub mod otel;
 pub mod policy;
+pub mod s3;
 pub mod server;
 pub mod snapshot;
 pub mod tls;

@@ -66,6 +66,10 @@ struct Cli {
     /// addresses (refused by default: SSRF guard).
     #[arg(long, env = "BGW_ALLOW_PRIVATE_IMAGE_URLS")]
     allow_private_image_urls: bool,
+    /// Fewest requests a batch may have: Bedrock's "Minimum number of records per batch
+    /// inference job" quota of the models served (smaller batches are refused with a 400).
+    #[arg(long, env = "BGW_BATCH_MIN_RECORDS", default_value_t = 100)]
+    batch_min_records: usize,
     /// Log format.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -194,6 +198,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         .serving_playground(cli.playground)
         .limiting_concurrency(cli.max_concurrent_requests);
     app.metrics_on_api = cli.metrics_listen.is_none();
+    app.batch.min_records = cli.batch_min_records;
     app.usage = Recorder::new(app.metrics.clone(), limiter).logging_content(cli.log_content);
     if cli.service_account_tokens {
         let config = match cli.kube_api_url.clone() {

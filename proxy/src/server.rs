@@ -58,6 +58,8 @@ pub struct App {
     pub traces: Option<Traces>,
     /// The cap on API requests in flight (`--max-concurrent-requests`).
     pub concurrency: Concurrency,
+    /// `/v1/batches` settings.
+    pub batch: endpoints::batches::BatchSettings,
 }
 
 impl App {
@@ -79,6 +81,7 @@ impl App {
             metrics_on_api: true,
             traces: None,
             concurrency,
+            batch: endpoints::batches::BatchSettings::default(),
         }
     }
 
@@ -136,6 +139,12 @@ impl App {
                 endpoints::images::generations(&self, req, started).await
             }
             (&Method::POST, "/v1/images/edits") => endpoints::images::edits(&self, req, started).await,
+            (_, p) if p == "/v1/files" || p.starts_with("/v1/files/") => {
+                endpoints::files::handle(&self, req, started).await
+            }
+            (_, p) if p == "/v1/batches" || p.starts_with("/v1/batches/") => {
+                endpoints::batches::handle(&self, req, started).await
+            }
             (
                 _,
                 "/healthz"

@@ -117,6 +117,14 @@ class OpenAIContract:
             return "ListModelsResponse"
         if method == "GET" and path.startswith("/v1/models/"):
             return "Model"
+        if path == "/v1/files":
+            return {"POST": "OpenAIFile", "GET": "ListFilesResponse"}.get(method)
+        if path.startswith("/v1/files/") and not path.endswith("/content"):
+            return {"GET": "OpenAIFile", "DELETE": "DeleteFileResponse"}.get(method)
+        if path == "/v1/batches":
+            return {"POST": "Batch", "GET": "ListBatchesResponse"}.get(method)
+        if path.startswith("/v1/batches/") and not path.endswith("/output"):
+            return "Batch"
         return None
 
     def check_response(self, method: str, path: str, status: int, content_type: str, body: bytes) -> list[str]:
