@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use http::{Method, Request, Response};
+use http::header::{CONNECTION, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -255,16 +257,21 @@ async fn serve_with<F, Fut>(
         let service = service_fn(move |req: Request<Incoming>| {
             let app = service_app.clone();
             async move {
+                let has_body = req.version() < Version::HTTP_2 && !req.body().is_end_stream();
                 // Probes and metrics stay outside the cap: a saturated pod is alive, not dead.
                 let slot = if capped && !is_ops_path(req.uri().path()) {
                     match app.concurrency.try_enter() {
                         Some(slot) => Some(slot),
-                        None => return Ok(app.concurrency.refusal().map(|b| Held::new(b, None))),
+                        None => {
+                            let refusal = closing_if(has_body, app.concurrency.refusal());
+                            return Ok(refusal.map(|b| Held::new(b, None)));
+                        }
                     }
                 } else {
                     None
                 };
-                Ok::<_, Infallible>(route(app, req).await.map(|body| Held::new(body, slot)))
+                let response = closing_if(has_body, route(app, req).await);
+                Ok::<_, Infallible>(response.map(|body| Held::new(body, slot)))
             }
         });
         let builder = builder.clone();
@@ -292,6 +299,20 @@ async fn serve_with<F, Fut>(
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
+}
+
+/// Adds `Connection: close` to the HTTP/1 answers that may come before the request body was read
+/// (401, 413, 503 over the cap): hyper then closes the connection, and a client told so does not
+/// reuse it and race the close with its next request.
+fn closing_if(has_body: bool, mut response: Response<ResponseBody>) -> Response<ResponseBody> {
+    let early = matches!(
+        response.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::SERVICE_UNAVAILABLE
+    );
+    if has_body && early {
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Serves one accepted connection until it closes or, after shutdown, drains.
