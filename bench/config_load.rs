@@ -1,5 +1,5 @@
-//! Config load benchmark: how long the proxy takes to load a 10,000-model config (target < 200 ms)
-//! and `api::render` takes for 5,000 BedrockModels and 1,000 AccessPolicies (target < 1 s).
+//! Config load benchmark: how long the proxy takes to load a 10,000-model config, plain and as the
+//! operator's gzip-compressed `config.json.gz` (target < 200 ms), and `api::render` takes for 5,000 BedrockModels and 1,000 AccessPolicies (target < 1 s).
 //!
 //! `cargo bench -p bedrock-gateway-proxy --bench config_load` (release profile); results and how
 //! to read them are in `bench/README.md`. Prints one table row per measurement.
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api::Manifests;
-use api::config::{CONFIG_FILE, CREDENTIALS_FILE};
+use api::config::{CONFIG_FILE, CONFIG_GZ_FILE, CREDENTIALS_FILE};
 use proxy::config::polling::LocalSource;
 use proxy::config::{ConfigDir, ConfigStore, Publisher};
 use proxy::metrics::Metrics;
@@ -119,5 +119,20 @@ fn main() {
     let size =
         format!("10,000 models, 1,000 policies, 20 accounts ({} KiB config.json)", config.len() / 1024);
     row("proxy `--config-dir` load + swap", &size, timing, Some(Duration::from_millis(200)));
+
+    // The same config as the operator stores it: config.json.gz (inflated on every load).
+    std::fs::remove_file(dir.join(CONFIG_FILE)).unwrap();
+    let gz = api::gzip::compress(&config);
+    std::fs::write(dir.join(CONFIG_GZ_FILE), &gz).unwrap();
+    let timing = measure(|| {
+        assert!(publisher.apply("bench", source.load()), "bench gzip config loads");
+    });
+    assert_eq!(store.current().map(|s| s.routes.len()), Some(10_000));
+    let size = format!("same, as {} KiB config.json.gz", gz.len() / 1024);
+    row("proxy `--config-dir` load + swap, gzip", &size, timing, Some(Duration::from_millis(200)));
+    let timing = measure(|| {
+        api::gzip::decompress(&gz).expect("bench gzip inflates");
+    });
+    row("of which: inflating config.json.gz", "same", timing, None);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,6 +16,10 @@ pub const CONFIG_VERSION: u32 = 1;
 /// proxy's `--config-dir`.
 pub const CONFIG_FILE: &str = "config.json";
 
+/// `binaryData` key of [`GatewayConfig`] as gzip-compressed JSON in ConfigMap `<release>-config`
+/// (the form the operator writes: see [`crate::gzip`]), and its file name in `--config-dir`.
+pub const CONFIG_GZ_FILE: &str = "config.json.gz";
+
 /// Data key of [`Credentials`] (JSON) in Secret `<release>-credentials`, and its file name in the
 /// proxy's `--config-dir`.
 pub const CREDENTIALS_FILE: &str = "credentials.json";

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod crd;
+pub mod gzip;
 pub mod manifests;
 pub mod problems;
 pub mod render;

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use proxy::bedrock::eventstream::StreamFrame;
 use proxy::error::ApiError;
-use proxy::translate::chat_converse::ChatStream;
+use proxy::translate::chat_converse::{ChatStream, ReplyContext};
 use proxy::translate::{ResponseMeta, StreamStep, StreamTranslator};
 
 const EVENTS: &[&str] = &[
@@ -41,7 +41,7 @@ fn frame(piece: &[u8]) -> Option<StreamFrame> {
 fuzz_target!(|data: &[u8]| {
     let include_usage = data.first().is_some_and(|b| b & 1 == 1);
     let meta = ResponseMeta { id: "chatcmpl-fuzz".into(), created: 1, model: "fuzz/model".into() };
-    let mut translator = ChatStream::new(meta, include_usage);
+    let mut translator = ChatStream::new(meta, include_usage, ReplyContext::default());
     let mut out = BytesMut::new();
     let mut over = false;
     for piece in data.split(|&b| b == 0xFF) {

@@ -1,6 +1,7 @@
 //! Measures the render of a large cluster: `cargo run -p bedrock-gateway-operator --example
 //! render_scale [--release] [MODELS POLICIES]` (default 5000 models, 1000 policies). Prints the
-//! time of `api::render` alone and of the operator's whole plan (isolation, discovery, hashes).
+//! time of `api::render` alone and of the operator's whole plan (isolation, discovery, hashes, the
+//! gzip of the ConfigMap's `config.json.gz`), the compressed size, and gzip at other levels.
 
 use std::time::Instant;
 
@@ -43,10 +44,35 @@ fn main() {
     let started = Instant::now();
     let plan = operator::plan::plan(&manifests, &Facts::default());
     let whole = started.elapsed();
-    let config_bytes = serde_json::to_vec(&plan.rendered.config).map(|v| v.len()).unwrap_or_default();
+    let json = serde_json::to_vec(&plan.rendered.config).unwrap_or_default();
+    let started = Instant::now();
+    let fast = flate2_level(&json, 1);
+    let fast_time = started.elapsed();
+    let started = Instant::now();
+    let best = flate2_level(&json, 9);
+    let best_time = started.elapsed();
+    let started = Instant::now();
+    let default = api::gzip::compress(&json);
+    let gzip = started.elapsed();
     println!(
-        "{models} models, {policies} policies, {accounts} accounts: api::render {render:?}, operator plan {whole:?}, \
-         config.json {config_bytes} bytes ({} models served)",
-        rendered.config.models.len()
+        "{models} models, {policies} policies, {accounts} accounts: api::render {render:?}, operator plan {whole:?} \
+         (gzip included), config.json {} bytes ({} models served); gzip default level {gzip:?} -> {} bytes \
+         ({:.1}x), level 1 {fast_time:?} -> {} bytes, level 9 {best_time:?} -> {} bytes; the ConfigMap holds {}",
+        json.len(),
+        rendered.config.models.len(),
+        default.len(),
+        json.len() as f64 / default.len() as f64,
+        fast.len(),
+        best.len(),
+        operator::apply::MAX_OBJECT_DATA,
     );
+    assert_eq!(plan.stored_config.gz, default, "the plan stores exactly this");
+}
+
+/// gzip of `json` at `level`, to compare with the default level the operator uses.
+fn flate2_level(json: &[u8], level: u32) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+    encoder.write_all(json).expect("gzip into memory");
+    encoder.finish().expect("gzip into memory")
 }

@@ -81,16 +81,23 @@ struct RunArgs {
     aws_refresh_seconds: u64,
 }
 
+impl RunArgs {
+    /// The namespace set: every namespace, the `--watch-namespaces` list, or `--namespace`.
+    fn scope(&self) -> Scope {
+        if self.all_namespaces {
+            Scope::All
+        } else if self.watch_namespaces.is_empty() {
+            Scope::Namespaces(vec![self.namespace.clone()])
+        } else {
+            Scope::Namespaces(self.watch_namespaces.clone())
+        }
+    }
+}
+
 /// Starts the runtime and runs the operator.
 fn run(args: RunArgs) -> ExitCode {
     operator::telemetry::init();
-    let scope = if args.all_namespaces {
-        Scope::All
-    } else if args.watch_namespaces.is_empty() {
-        Scope::Namespaces(vec![args.namespace.clone()])
-    } else {
-        Scope::Namespaces(args.watch_namespaces)
-    };
+    let scope = args.scope();
     let options = operator::run::Options {
         settings: Settings {
             release: args.release,
@@ -123,5 +130,35 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Crdgen { out_dir } => crdgen::run(out_dir.as_deref()),
         Command::Render { dir, check_aws, out_dir } => render::run(&dir, check_aws, out_dir.as_deref()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scope `run` would watch with `flags`, or clap's error.
+    fn scope(flags: &[&str]) -> Result<Scope, String> {
+        let args = ["bedrock-gateway-operator", "run", "--release", "gw", "--namespace", "gw-system"];
+        let Command::Run(run) =
+            Cli::try_parse_from(args.iter().chain(flags)).map_err(|e| e.kind().to_string())?.command
+        else {
+            return Err("not parsed as run".into());
+        };
+        Ok(run.scope())
+    }
+
+    #[test]
+    fn the_namespace_set_is_the_release_namespace_a_list_or_all() {
+        assert_eq!(scope(&[]), Ok(Scope::Namespaces(vec!["gw-system".into()])));
+        assert_eq!(
+            scope(&["--watch-namespaces", "team-a,team-b"]),
+            Ok(Scope::Namespaces(vec!["team-a".into(), "team-b".into()]))
+        );
+        assert_eq!(scope(&["--all-namespaces"]), Ok(Scope::All));
+        assert_eq!(
+            scope(&["--all-namespaces", "--watch-namespaces", "team-a"]),
+            Err("an argument cannot be used with one or more of the other specified arguments".into())
+        );
     }
 }

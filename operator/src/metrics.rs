@@ -13,7 +13,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use tokio::net::TcpListener;
 
@@ -33,6 +34,8 @@ pub struct Metrics {
     pub problem_objects: IntGauge,
     /// Writes of the ConfigMap and Secret, by object (`config`, `credentials`).
     pub applies: IntCounterVec,
+    /// Size of the latest rendered config, by encoding (`json`, `gzip`: what the ConfigMap holds).
+    pub config_bytes: IntGaugeVec,
     /// 1 while this replica holds the leader Lease.
     pub leader: IntGauge,
     /// Readiness: set once the first config was applied (or while standing by).
@@ -89,6 +92,14 @@ impl Metrics {
             &["object"],
         )
         .expect("valid metric");
+        let config_bytes = IntGaugeVec::new(
+            Opts::new(
+                "bedrock_gateway_operator_config_bytes",
+                "Size of the latest rendered config by encoding; the ConfigMap holds gzip up to 1 MiB",
+            ),
+            &["encoding"],
+        )
+        .expect("valid metric");
         let leader = IntGauge::new("bedrock_gateway_operator_leader", "1 while this replica is the leader")
             .expect("valid metric");
         for collector in [
@@ -98,6 +109,7 @@ impl Metrics {
             Box::new(render_duration.clone()),
             Box::new(problem_objects.clone()),
             Box::new(applies.clone()),
+            Box::new(config_bytes.clone()),
             Box::new(leader.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
@@ -110,6 +122,7 @@ impl Metrics {
             render_duration,
             problem_objects,
             applies,
+            config_bytes,
             leader,
             ready: Arc::default(),
         }

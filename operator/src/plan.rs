@@ -16,6 +16,7 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 use wildmatch::WildMatch;
 
+use crate::apply::StoredConfig;
 use crate::aws::AccountInput;
 use crate::aws::facts::Facts;
 
@@ -37,8 +38,10 @@ pub struct Plan {
     /// Users and teams the operator knows of (API key Secrets, account collaborators), as
     /// `user NAME` and `team NAME`.
     pub known_subjects: BTreeSet<String>,
-    /// SHA-256 of the config document written to the ConfigMap.
+    /// SHA-256 of the config document (its JSON) written to the ConfigMap.
     pub config_hash: String,
+    /// The config document as the ConfigMap stores it.
+    pub stored_config: StoredConfig,
     /// SHA-256 of the credentials document written to the Secret.
     pub credentials_hash: String,
 }
@@ -83,7 +86,9 @@ pub fn plan(manifests: &Manifests, facts: &Facts) -> Plan {
     let grants = collaborator_policies(&out.rendered.config);
     out.rendered.config.policies.extend(grants);
     out.known_subjects = known_subjects(&out.rendered);
-    out.config_hash = digest(&out.rendered.config);
+    let config_json = serde_json::to_vec(&out.rendered.config).unwrap_or_default();
+    out.config_hash = hex::encode(Sha256::digest(&config_json));
+    out.stored_config = StoredConfig::new(&config_json);
     out.credentials_hash = digest(&out.rendered.credentials);
     out
 }

@@ -21,21 +21,24 @@ use operator::status;
 /// Loads and renders `dir`: config YAML on stdout, a summary (or every problem) on stderr; with
 /// `out_dir`, also the proxy's `config.json` and `credentials.json` there.
 pub fn run(dir: &Path, check_aws: bool, out_dir: Option<&Path>) -> ExitCode {
-    let problems: Vec<Problem> = match Manifests::load_dir(dir) {
+    let problems: Vec<String> = match Manifests::load_dir(dir) {
         Ok(manifests) => {
             for skipped in &manifests.skipped {
                 eprintln!("skipped {skipped}: not a bedrock-gateway object or Secret");
             }
             let offline = plan(&manifests, &Facts::default());
-            if offline.problems.is_empty() {
+            // What `run` could not write either: a config beyond the ConfigMap's limit.
+            let too_large = offline.stored_config.too_large();
+            if offline.problems.is_empty() && too_large.is_none() {
                 if !check_aws {
                     return print(&offline.rendered, out_dir);
                 }
                 return check(&manifests, &offline, out_dir);
             }
-            offline.problems.into_values().flatten().collect()
+            let problems = offline.problems.into_values().flatten().map(|p| p.to_string());
+            problems.chain(too_large).collect()
         }
-        Err(problems) => problems.0,
+        Err(problems) => problems.0.iter().map(Problem::to_string).collect(),
     };
     for problem in &problems {
         eprintln!("error: {problem}");

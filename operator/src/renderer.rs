@@ -13,7 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::apply::Applier;
+use crate::apply::{Applier, ApplyError};
 use crate::context::Context;
 use crate::controller::{Reconciled, Triggers, reads_secret};
 use crate::plan::{Plan, describe, plan};
@@ -135,6 +135,10 @@ pub async fn run(
         let next = Arc::new(plan(&manifests, &ctx.facts()));
         ctx.metrics.render_duration.observe(started.elapsed().as_secs_f64());
         ctx.metrics.problem_objects.set(next.problems.len() as i64);
+        let sizes = [("json", next.stored_config.json_bytes), ("gzip", next.stored_config.gz.len())];
+        for (encoding, bytes) in sizes {
+            ctx.metrics.config_bytes.with_label_values(&[encoding]).set(bytes as i64);
+        }
         let applied = applier.apply(&next).await;
         match &applied {
             Ok(applied) => {
@@ -154,6 +158,9 @@ pub async fn run(
                 }
                 ctx.metrics.set_ready(true);
             }
+            Err(e @ ApplyError::TooLarge(_)) => {
+                tracing::error!(error = %e, "cannot write the rendered config; waiting for a change")
+            }
             Err(e) => tracing::warn!(error = %e, "cannot write the rendered config; retrying"),
         }
         let old = plan_tx.send_replace(Arc::clone(&next));
@@ -167,7 +174,8 @@ pub async fn run(
                 tracing::warn!(secret = %secret.name_any(), error = %e, "cannot publish an event");
             }
         }
-        if applied.is_err() {
+        // Too large stays too large until something changes; an API failure may pass.
+        if let Err(ApplyError::Kube(_)) = applied {
             applier.forget().await;
             tokio::time::sleep(RETRY).await;
             continue;
@@ -288,6 +296,21 @@ mod tests {
             ["demo"],
             "a new region to list"
         );
+    }
+
+    #[test]
+    fn a_new_caller_key_secret_requeues_the_policy_that_names_its_user() {
+        let m = manifests(BASE);
+        let key = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: carol, namespace: ai-gateway}\n\
+                   type: bedrockgateway.io/api-key\nstringData: {key: sk-carol, user: carol@example.com}\n";
+        let with_key = manifests(&format!("{BASE}{key}"));
+        let stores = stores(&m);
+        let (before, after) = (plan(&m, &Facts::default()), plan(&with_key, &Facts::default()));
+        let policies: Vec<String> =
+            changed(&stores.policies, &before, &after).iter().map(|r| r.name.clone()).collect();
+        assert_eq!(policies, [m.policies[0].name_any()], "its SubjectsMatched changes");
+        assert!(changed(&stores.models, &before, &after).is_empty(), "no model depends on a caller key");
+        assert!(changed(&stores.accounts, &before, &after).is_empty());
     }
 
     #[test]

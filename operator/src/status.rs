@@ -183,6 +183,8 @@ pub fn account(plan: &Plan, account: &BedrockAccount) -> Option<AccountStatus> {
         condition(CONDITION_READY, Truth::False, problem_reason(problems), explain(problems))
     } else if rejected {
         condition(CONDITION_READY, Truth::False, "CredentialsRejected", verified_message)
+    } else if let Some(too_large) = plan.stored_config.too_large() {
+        condition(CONDITION_READY, Truth::False, "ConfigTooLarge", too_large)
     } else {
         let models = plan.rendered.config.models.values().filter(|m| m.account == name).count();
         condition(CONDITION_READY, Truth::True, "Ready", format!("served as {name}/* with {models} model(s)"))
@@ -507,6 +509,31 @@ mod tests {
         list.iter()
             .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str(), c.message.as_str()))
             .collect()
+    }
+
+    #[test]
+    fn a_config_too_large_even_compressed_is_reported_on_every_served_account_with_the_numbers() {
+        let m = manifests(BASE);
+        let mut too_large = plan(&m, &facts_of("demo", verified_facts(&["us-east-1", "us-west-2"])));
+        let fits = too_large.clone();
+        too_large.stored_config =
+            crate::apply::StoredConfig { gz: vec![0; 1_300_000], json_bytes: 21_000_000 };
+        let status = account(&too_large, &m.accounts[0]).unwrap();
+        let ready = ready(&status.conditions).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str(), ready.message.as_str()),
+            (
+                "False",
+                "ConfigTooLarge",
+                "the rendered config is 1300000 bytes gzip-compressed (21000000 bytes of JSON), more than \
+                 the 1048576 a ConfigMap holds, so it is not written and the proxies keep serving the last \
+                 one written: serve fewer models (narrow spec.discovery.include) or split the release"
+            )
+        );
+        let before = account(&fits, &m.accounts[0]).unwrap();
+        let event = ready_event(super::ready(&before.conditions), Some(ready)).unwrap();
+        assert_eq!((event.type_, event.reason.as_str()), (EventType::Warning, "ConfigTooLarge"));
+        assert!(ready_event(Some(ready), Some(ready)).is_none(), "one event per transition");
     }
 
     #[test]

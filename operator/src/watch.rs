@@ -32,8 +32,8 @@ pub enum Scope {
 pub struct Cache<K: Resource<DynamicType = ()> + Clone + 'static> {
     /// The objects, shared with controllers and the renderer.
     pub store: Store<K>,
-    /// Applied and deleted objects as they arrive; run it (through a controller or
-    /// [`Cache::drive`]) or the store never fills.
+    /// Applied and deleted objects as they arrive; consume it (a controller does) or the store
+    /// never fills.
     pub stream: BoxStream<'static, Result<K, watcher::Error>>,
     /// True once every namespace has been listed once.
     pub ready: watch::Receiver<bool>,

@@ -69,6 +69,31 @@ function costPart(cost) {
   return cost ? `cost $${cost}` : "cost n/a";
 }
 
+// A USD amount the way the gateway writes its cost header: plain decimals, no trailing zeros.
+function costText(usd) {
+  const text = usd.toFixed(10).replace(/0+$/, "").replace(/\.$/, "");
+  return text === "" || text === "-" ? "0" : text;
+}
+
+// The cost of a streamed chat from its usage chunk and the model's prices in /v1/models, priced
+// like the gateway does (its cost trailer is out of a browser's reach). `null` when unpriced.
+function streamCost(model, usage) {
+  const p = model && model.pricing;
+  if (!p || !usage) return null;
+  const details = usage.prompt_tokens_details || {};
+  const cacheRead = details.cached_tokens || 0;
+  const cacheWrite = details.cache_write_tokens || 0;
+  const input = Math.max(usage.prompt_tokens - cacheRead - cacheWrite, 0);
+  // Same terms in the same order as the gateway, so the sums agree to the last digit.
+  const perMillion = (n, price) => (n * price) / 1e6;
+  const usd =
+    perMillion(input, p.input_per_million_tokens) +
+    perMillion(usage.completion_tokens, p.output_per_million_tokens) +
+    perMillion(cacheRead, p.cache_read_per_million_tokens) +
+    perMillion(cacheWrite, p.cache_write_per_million_tokens);
+  return costText(usd);
+}
+
 // ---------------------------------------------------------------- models
 
 function selectedModel() {
@@ -265,6 +290,7 @@ async function sendChat(event) {
   let firstToken = null;
   let usage = null;
   let reply = "";
+  const model = selectedModel();
   state.controller = new AbortController();
   try {
     const response = await request("/v1/chat/completions", chatBody(conversation(userTurn), true), state.controller.signal);
@@ -293,7 +319,7 @@ async function sendChat(event) {
       usage ? `tokens ${usage.prompt_tokens} in / ${usage.completion_tokens} out` : "tokens n/a",
       firstToken === null ? "" : `first token ${formatMs(firstToken)}`,
       `total ${formatMs(total)}`,
-      costPart(response.headers.get(COST_HEADER)),
+      costPart(streamCost(model, usage)),
     ]);
   } catch (e) {
     answer.body.parentElement.remove();

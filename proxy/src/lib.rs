@@ -1,12 +1,14 @@
 //! bedrock-gateway proxy: serves the OpenAI API on top of AWS Bedrock.
 //!
 //! Request path: `server` -> `endpoints` -> `auth` -> `policy` -> `limits` (through `usage`) ->
-//! `translate` -> `resilience` (retries, fallbacks, timeouts) -> `upstream` and back through `translate` to the caller; `usage` prices and records
-//! what was used. Translators are pure; I/O lives in `server`, `upstream`, `credentials`, `config`.
+//! `translate` -> `resilience` (retries, fallbacks, timeouts) -> `upstream` and back through
+//! `translate` to the caller; `usage` prices and records what was used. Translators are pure; I/O
+//! lives in `server`, `upstream`, `credentials`, `config`, `s3`.
 
 pub mod auth;
 pub mod bedrock;
 pub mod body;
+pub mod concurrency;
 pub mod config;
 pub mod credentials;
 pub mod endpoints;
@@ -17,8 +19,10 @@ pub mod openai;
 pub mod otel;
 pub mod policy;
 pub mod resilience;
+pub mod s3;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 pub mod translate;
 pub mod upstream;
 pub mod usage;

@@ -14,8 +14,9 @@ use proxy::limits::Limiter;
 use proxy::metrics::Metrics;
 use proxy::otel::{TraceSettings, Traces};
 use proxy::resilience::Policy;
-use proxy::server::{App, serve, serve_ops};
+use proxy::server::{App, serve, serve_ops, serve_tls};
 use proxy::snapshot::SimulatorOverride;
+use proxy::tls::ReloadingCert;
 use proxy::upstream::Upstream;
 use proxy::usage::Recorder;
 use tokio::net::TcpListener;
@@ -32,22 +33,35 @@ struct Cli {
     /// Address to serve the API on.
     #[arg(long, env = "BGW_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve the API over TLS with this PEM certificate chain (with --tls-key); both files are
+    /// read again every --reload-interval-ms and a changed pair that loads is served to new connections.
+    #[arg(long, env = "BGW_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "BGW_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Serve /metrics, /healthz and /readyz on this separate address; /metrics then leaves the API listener.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
     /// Serve every account from the built-in Bedrock simulator instead of AWS.
     #[arg(long)]
     simulator: bool,
-    /// How often --manifests or --config-dir is checked for changes, in milliseconds.
+    /// How often --manifests, --config-dir and the --tls-cert files are checked for changes, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     reload_interval_ms: u64,
-    /// Largest request body accepted, in bytes.
-    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    /// Largest request body accepted, in bytes. The default holds the most Bedrock takes in one
+    /// message, base64-encoded: 20 images of 3.75 MB and 5 documents of 4.5 MB (130 MiB), plus text.
+    #[arg(long, default_value_t = 136 * 1024 * 1024)]
     max_body_bytes: usize,
     #[command(flatten)]
     upstream: UpstreamArgs,
-    /// Seconds open requests may take to finish after SIGTERM.
-    #[arg(long, default_value_t = 30)]
+    /// Most API requests in flight at once (streams count until they end); more are answered
+    /// 503 with `Retry-After`. 0: no cap.
+    #[arg(long, env = "BGW_MAX_CONCURRENT_REQUESTS", default_value_t = 0)]
+    max_concurrent_requests: usize,
+    /// Seconds open requests and streams may take to finish after SIGTERM; then the remaining
+    /// connections are closed. The default lets a long stream (thousands of tokens) end.
+    #[arg(long, default_value_t = 120)]
     shutdown_grace_seconds: u64,
     /// Serve the web playground at /playground (`--playground false` turns it off).
     #[arg(long, env = "BGW_PLAYGROUND", default_value_t = true, action = clap::ArgAction::Set)]
@@ -56,6 +70,10 @@ struct Cli {
     /// addresses (refused by default: SSRF guard).
     #[arg(long, env = "BGW_ALLOW_PRIVATE_IMAGE_URLS")]
     allow_private_image_urls: bool,
+    /// Fewest requests a batch may have: Bedrock's "Minimum number of records per batch
+    /// inference job" quota of the models served (smaller batches are refused with a 400).
+    #[arg(long, env = "BGW_BATCH_MIN_RECORDS", default_value_t = 100)]
+    batch_min_records: usize,
     /// Log format.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -68,6 +86,9 @@ struct Cli {
     /// Add a per-user label to the cost metric (one series per user: mind the cardinality).
     #[arg(long)]
     metrics_user_label: bool,
+    /// Log chat prompts and completions (target bedrock_gateway::content); never logged without it.
+    #[arg(long, env = "BGW_LOG_CONTENT")]
+    log_content: bool,
     /// Accept Kubernetes service-account tokens, checked with TokenReview (needs RBAC `create tokenreviews`).
     #[arg(long)]
     service_account_tokens: bool,
@@ -219,11 +240,13 @@ async fn run(cli: Cli) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let mut app = App::new(store, metrics, cli.max_body_bytes)
         .allowing_private_image_urls(cli.allow_private_image_urls)
-        .serving_playground(cli.playground);
+        .serving_playground(cli.playground)
+        .limiting_concurrency(cli.max_concurrent_requests);
     app.metrics_on_api = cli.metrics_listen.is_none();
     app.upstream = Upstream::with_connect_timeout(Duration::from_millis(cli.upstream.connect_timeout_ms));
     app.resilience = cli.upstream.policy();
-    app.usage = Recorder::new(app.metrics.clone(), limiter);
+    app.batch.min_records = cli.batch_min_records;
+    app.usage = Recorder::new(app.metrics.clone(), limiter).logging_content(cli.log_content);
     if cli.service_account_tokens {
         let config = match cli.kube_api_url.clone() {
             Some(api_url) => TokenReviewConfig {
@@ -260,9 +283,19 @@ async fn run(cli: Cli) -> Result<(), String> {
         println!("bedrock-gateway-proxy metrics on http://{ops}");
         tokio::spawn(serve_ops(ops_listener, app.clone()));
     }
-    tracing::info!(%addr, "bedrock-gateway-proxy listening");
-    println!("bedrock-gateway-proxy listening on http://{addr}");
-    serve(listener, app.clone(), shutdown_signal(), Duration::from_secs(cli.shutdown_grace_seconds)).await;
+    let grace = Duration::from_secs(cli.shutdown_grace_seconds);
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        let cert = Arc::new(ReloadingCert::load(cert, key, &app.metrics)?);
+        let acceptor = cert.acceptor()?;
+        tokio::spawn(cert.reload_every(Duration::from_millis(cli.reload_interval_ms)));
+        tracing::info!(%addr, "bedrock-gateway-proxy listening (TLS)");
+        println!("bedrock-gateway-proxy listening on https://{addr}");
+        serve_tls(listener, app.clone(), acceptor, shutdown_signal(), grace).await;
+    } else {
+        tracing::info!(%addr, "bedrock-gateway-proxy listening");
+        println!("bedrock-gateway-proxy listening on http://{addr}");
+        serve(listener, app.clone(), shutdown_signal(), grace).await;
+    }
     if let Some(traces) = &app.traces {
         traces.flush(Duration::from_secs(5)).await;
     }

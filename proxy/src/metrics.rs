@@ -5,7 +5,8 @@
 //! per-user label exists only with `--metrics-user-label`, as users are unbounded.
 
 use prometheus::{
-    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// The proxy's metric families.
@@ -24,6 +25,8 @@ pub struct Metrics {
     /// Calls answered by a fallback, by requested model and the model that answered.
     pub fallbacks: IntCounterVec,
     /// Tokens by model and type (`input`, `output`, `cache_read`, `cache_write`, `reasoning`).
+    /// Bedrock's Converse usage has no reasoning count (thinking is billed inside `outputTokens`),
+    /// so `reasoning` appears only for backends that report it.
     pub tokens: IntCounterVec,
     /// Spend in USD by account, model and team (and user, when enabled).
     pub cost_usd: CounterVec,
@@ -37,7 +40,6 @@ pub struct Metrics {
     pub time_per_output_token: HistogramVec,
     /// Requests refused by a usage limit, by model and limit (`requests`, `tokens`, `budget`).
     pub rate_limited: IntCounterVec,
-    /// Config loads by result (`success`, `failure`).
     /// `cache_control` marks left out because the model does not cache there, by model.
     pub cache_points_dropped: IntCounterVec,
     /// Images returned, by model.
@@ -46,6 +48,12 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// Generation of the config being served.
     pub config_generation: IntGauge,
+    /// API requests being answered now (streams until their last event).
+    pub in_flight: IntGauge,
+    /// Requests refused with 503 because `--max-concurrent-requests` were in flight.
+    pub overloaded: IntCounter,
+    /// Loads of the TLS listener's certificate by result (`success`, `error`).
+    pub tls_reloads: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -171,6 +179,24 @@ impl Metrics {
         let config_generation =
             IntGauge::new("bedrock_gateway_config_generation", "Generation of the config being served.")
                 .expect("valid metric");
+        let in_flight = IntGauge::new(
+            "bedrock_gateway_in_flight_requests",
+            "API requests being answered now (streams until their last event).",
+        )
+        .expect("valid metric");
+        let overloaded = IntCounter::new(
+            "bedrock_gateway_overloaded_requests_total",
+            "Requests refused with 503 because --max-concurrent-requests were in flight.",
+        )
+        .expect("valid metric");
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(
+                "bedrock_gateway_tls_reloads_total",
+                "Loads of the TLS listener's certificate files, by result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -187,6 +213,9 @@ impl Metrics {
             Box::new(images.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_generation.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(overloaded.clone()),
+            Box::new(tls_reloads.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -208,6 +237,9 @@ impl Metrics {
             images,
             config_reloads,
             config_generation,
+            in_flight,
+            overloaded,
+            tls_reloads,
         }
     }
 

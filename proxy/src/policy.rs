@@ -1,5 +1,9 @@
 //! Authorization: which served models a subject may use, and under which limits. No policy,
 //! no access.
+//!
+//! Files and batches belong to the caller that created them. A `models` entry
+//! `batch-owner:<glob>` (e.g. `batch-owner:*`, `batch-owner:*@example.com`) additionally lets the
+//! policy's subjects see, read, cancel and delete the files and batches of the owners it matches.
 
 use api::config::{Limits, Policy, SubjectRef};
 use wildmatch::WildMatch;
@@ -18,7 +22,11 @@ struct CompiledPolicy {
     limits: Option<Limits>,
     subjects: Vec<SubjectRef>,
     models: Vec<WildMatch>,
+    owners: Vec<WildMatch>,
 }
+
+/// Prefix of a `models` entry granting access to other callers' files and batches.
+pub const OWNER_GRANT: &str = "batch-owner:";
 
 impl PolicySet {
     /// Compiles the rendered policies.
@@ -30,6 +38,11 @@ impl PolicySet {
                 limits: p.limits.clone(),
                 subjects: p.subjects.clone(),
                 models: p.models.iter().map(|m| WildMatch::new(m)).collect(),
+                owners: p
+                    .models
+                    .iter()
+                    .filter_map(|m| m.strip_prefix(OWNER_GRANT).map(WildMatch::new))
+                    .collect(),
             })
             .collect();
         PolicySet { policies }
@@ -38,6 +51,15 @@ impl PolicySet {
     /// Whether any policy grants `served_name` to `subject`.
     pub fn allows(&self, subject: &Subject, served_name: &str) -> bool {
         self.policies.iter().any(|p| p.grants(subject, served_name))
+    }
+
+    /// Whether `subject` may see and use the files and batches `owner` created: its own, or
+    /// another's through a `batch-owner:` grant.
+    pub fn sees_owner(&self, subject: &Subject, owner: &str) -> bool {
+        subject.user == owner
+            || self.policies.iter().any(|p| {
+                p.owners.iter().any(|o| o.matches(owner)) && p.subjects.iter().any(|s| names(s, subject))
+            })
     }
 
     /// `(policy name, limits)` of every policy granting `served_name` to `subject` with limits.
@@ -119,6 +141,19 @@ mod tests {
         assert!(!set.allows(&sa("other", "bot"), "prod/claude"));
         // A user named like a service account is not one.
         assert!(!set.allows(&Subject::user("system:serviceaccount:apps:bot", vec![]), "prod/claude"));
+    }
+
+    #[test]
+    fn owners_see_their_own_and_grants_widen_it() {
+        let set =
+            PolicySet::new(&[policy(vec![SubjectRef::Team("ml".into())], &["batch-owner:*@example.com"])]);
+        let bob = Subject::user("bob@example.com", vec![]);
+        assert!(set.sees_owner(&bob, "bob@example.com"));
+        assert!(!set.sees_owner(&bob, "alice@example.com"));
+        assert!(set.sees_owner(&alice(), "bob@example.com"));
+        assert!(!set.sees_owner(&alice(), "eve@elsewhere.org"));
+        // The grant is no model grant.
+        assert!(!set.allows(&alice(), "prod/claude"));
     }
 
     #[test]

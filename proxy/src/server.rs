@@ -1,5 +1,6 @@
-//! The listeners: the API (HTTP/1.1 and h2c) with routing and graceful shutdown, and the optional
-//! separate ops listener (`--metrics-listen`: `/metrics`, `/healthz`, `/readyz`).
+//! The listeners: the API (HTTP/1.1 and HTTP/2, cleartext or TLS) with routing, the concurrency
+//! cap and graceful shutdown, and the optional separate ops listener (`--metrics-listen`:
+//! `/metrics`, `/healthz`, `/readyz`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -8,17 +9,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use http::{Method, Request, Response};
+use http::header::{CONNECTION, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use opentelemetry::context::FutureExt as _;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Authenticator;
 use crate::body::ResponseBody;
+use crate::concurrency::{Concurrency, Held};
 use crate::config::ConfigStore;
 use crate::endpoints;
 use crate::endpoints::chat_images::ImageFetcher;
@@ -55,6 +60,10 @@ pub struct App {
     pub metrics_on_api: bool,
     /// OpenTelemetry traces, when `--otel-traces` is on.
     pub traces: Option<Traces>,
+    /// The cap on API requests in flight (`--max-concurrent-requests`).
+    pub concurrency: Concurrency,
+    /// `/v1/batches` settings.
+    pub batch: endpoints::batches::BatchSettings,
 }
 
 impl App {
@@ -62,6 +71,7 @@ impl App {
     /// store and metrics.
     pub fn new(config: Arc<ConfigStore>, metrics: Metrics, max_body_bytes: usize) -> Self {
         let usage = Recorder::new(metrics.clone(), Limiter::local());
+        let concurrency = Concurrency::new(0, &metrics);
         App {
             config,
             upstream: Upstream::new(),
@@ -75,7 +85,15 @@ impl App {
             images: ImageFetcher::new(false),
             metrics_on_api: true,
             traces: None,
+            concurrency,
+            batch: endpoints::batches::BatchSettings::default(),
         }
+    }
+
+    /// Answers API requests beyond `max` in flight with 503 (0: no cap).
+    pub fn limiting_concurrency(mut self, max: usize) -> Self {
+        self.concurrency = Concurrency::new(max, &self.metrics);
+        self
     }
 
     /// Lets chat requests make the gateway fetch images from private addresses.
@@ -126,6 +144,12 @@ impl App {
                 endpoints::images::generations(&self, req, started).await
             }
             (&Method::POST, "/v1/images/edits") => endpoints::images::edits(&self, req, started).await,
+            (_, p) if p == "/v1/files" || p.starts_with("/v1/files/") => {
+                endpoints::files::handle(&self, req, started).await
+            }
+            (_, p) if p == "/v1/batches" || p.starts_with("/v1/batches/") => {
+                endpoints::batches::handle(&self, req, started).await
+            }
             (
                 _,
                 "/healthz"
@@ -164,13 +188,43 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) {
-    serve_with(listener, app, App::handle, shutdown, grace).await;
+    serve_with(listener, app, App::handle, Mode { tls: None, capped: true }, shutdown, grace).await;
+}
+
+/// [`serve`] over TLS: every connection is handshaken with `tls` first.
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Arc<App>,
+    tls: TlsAcceptor,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    serve_with(listener, app, App::handle, Mode { tls: Some(tls), capped: true }, shutdown, grace).await;
 }
 
 /// Serves the ops routes on `listener` for the life of the process, so probes keep getting an
 /// answer (`/readyz`: 503 draining) while the API listener drains.
 pub async fn serve_ops(listener: TcpListener, app: Arc<App>) {
-    serve_with(listener, app, App::handle_ops, std::future::pending(), Duration::ZERO).await;
+    serve_with(
+        listener,
+        app,
+        App::handle_ops,
+        Mode { tls: None, capped: false },
+        std::future::pending(),
+        Duration::ZERO,
+    )
+    .await;
+}
+
+/// How long a client may take over the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What sets the listeners apart.
+struct Mode {
+    /// The TLS acceptor, for a TLS listener.
+    tls: Option<TlsAcceptor>,
+    /// Whether requests take a concurrency slot (the API's) or not (the ops listener's).
+    capped: bool,
 }
 
 /// The accept loop shared by both listeners; `route` answers each request.
@@ -178,12 +232,14 @@ async fn serve_with<F, Fut>(
     listener: TcpListener,
     app: Arc<App>,
     route: F,
+    mode: Mode,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) where
     F: Fn(Arc<App>, Request<Incoming>) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
+    // HTTP/1.1 and HTTP/2 on one port: h2c with prior knowledge, or h2 chosen by ALPN over TLS.
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -200,16 +256,43 @@ async fn serve_with<F, Fut>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(route(app, req).await) }
+        let (service_app, capped) = (app.clone(), mode.capped);
+        let service = service_fn(move |req: Request<Incoming>| {
+            let app = service_app.clone();
+            async move {
+                let has_body = req.version() < Version::HTTP_2 && !req.body().is_end_stream();
+                // Probes and metrics stay outside the cap: a saturated pod is alive, not dead.
+                let slot = if capped && !is_ops_path(req.uri().path()) {
+                    match app.concurrency.try_enter() {
+                        Some(slot) => Some(slot),
+                        None => {
+                            let refusal = closing_if(has_body, app.concurrency.refusal());
+                            return Ok(refusal.map(|b| Held::new(b, None)));
+                        }
+                    }
+                } else {
+                    None
+                };
+                let response = closing_if(has_body, route(app, req).await);
+                Ok::<_, Infallible>(response.map(|body| Held::new(body, slot)))
+            }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let Some(tls) = mode.tls.clone() else {
+            tokio::spawn(serve_connection(builder, TokioIo::new(stream), service, watcher, peer));
+            continue;
+        };
+        let app = app.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                // A handshake that ends after SIGTERM gets no connection.
+                Ok(Ok(_)) if app.draining.load(Ordering::SeqCst) => {}
+                Ok(Ok(stream)) => {
+                    serve_connection(builder, TokioIo::new(stream), service, watcher, peer).await
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
     }
@@ -219,4 +302,43 @@ async fn serve_with<F, Fut>(
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
+}
+
+/// Adds `Connection: close` to the HTTP/1 answers that may come before the request body was read
+/// (401, 413, 503 over the cap): hyper then closes the connection, and a client told so does not
+/// reuse it and race the close with its next request.
+fn closing_if(has_body: bool, mut response: Response<ResponseBody>) -> Response<ResponseBody> {
+    let early = matches!(
+        response.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::SERVICE_UNAVAILABLE
+    );
+    if has_body && early {
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Serves one accepted connection until it closes or, after shutdown, drains.
+async fn serve_connection<I, S>(
+    builder: auto::Builder<TokioExecutor>,
+    io: I,
+    service: S,
+    watcher: Watcher,
+    peer: SocketAddr,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Held>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = builder.serve_connection(io, service).into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// The paths every listener answers without a concurrency slot.
+fn is_ops_path(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
 }

@@ -33,6 +33,17 @@ pub struct Route {
     pub served_by: HeaderValue,
 }
 
+/// One account, ready for the control plane and S3 (files and batches).
+#[derive(Debug)]
+pub struct AccountRoute {
+    /// The rendered account.
+    pub account: api::config::Account,
+    /// Bedrock control-plane base URL for the account's default region.
+    pub control: String,
+    /// How the account signs.
+    pub signer: Signer,
+}
+
 /// Everything one config generation serves.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -46,6 +57,8 @@ pub struct Snapshot {
     pub callers: HashMap<String, Arc<Subject>>,
     /// Access policies.
     pub policies: PolicySet,
+    /// Accounts by name.
+    pub accounts: HashMap<String, Arc<AccountRoute>>,
 }
 
 /// Replaces every account's endpoints and credentials with the embedded simulator's.
@@ -118,9 +131,22 @@ impl Snapshot {
                 .collect();
             routes.insert(name.clone(), Arc::new(served));
         }
+        let accounts = config
+            .accounts
+            .values()
+            .filter_map(|account| {
+                let control = match sim {
+                    Some(sim) => sim.url.clone(),
+                    None => Endpoints::for_region(&account.endpoints.control, &account.default_region),
+                };
+                let signer = signers.get(account.name.as_str())?.clone();
+                let route = AccountRoute { account: account.clone(), control, signer };
+                Some((account.name.clone(), Arc::new(route)))
+            })
+            .collect();
         let callers = credentials.api_keys.into_iter().map(|(hash, id)| (hash, subject_of(id))).collect();
         let policies = PolicySet::new(&config.policies);
-        Snapshot { generation, config, routes, callers, policies }
+        Snapshot { generation, config, routes, callers, policies, accounts }
     }
 
     /// Served names the subject may call, sorted.

@@ -40,7 +40,11 @@ pub struct Target {
 impl Target {
     /// Builds `<endpoint>/model/<encoded model id>/<operation>`; `None` when the endpoint is not a URL.
     pub fn model_operation(endpoint: &str, model_id: &str, operation: &str, region: &str) -> Option<Self> {
-        let path = format!("/model/{}/{operation}", encode_label(model_id));
+        Self::at(endpoint, &format!("/model/{}/{operation}", encode_label(model_id)), region)
+    }
+
+    /// Builds `<endpoint><path>` (`path` already encoded); `None` when the endpoint is not a URL.
+    pub fn at(endpoint: &str, path: &str, region: &str) -> Option<Self> {
         let uri: Uri = format!("{}{path}", endpoint.trim_end_matches('/')).parse().ok()?;
         let host = HeaderValue::from_str(uri.authority()?.as_str()).ok()?;
         Some(Target { uri, host, region: region.into() })
@@ -77,6 +81,12 @@ pub enum SendError {
     /// Connecting, or the connection broke before the response headers (worth retrying): the
     /// caller's 502 (the cause is logged where it happened).
     Connection(ApiError),
+}
+
+impl From<SendError> for ApiError {
+    fn from(error: SendError) -> Self {
+        error.into_api_error()
+    }
 }
 
 impl SendError {
@@ -117,8 +127,20 @@ impl Upstream {
         body: Bytes,
         accept: &'static str,
     ) -> Result<Response<Incoming>, SendError> {
+        self.send(Method::POST, target, signer, body, accept).await
+    }
+
+    /// Sends a signed request with a JSON body (empty for GET) to `target`.
+    pub async fn send(
+        &self,
+        method: Method,
+        target: &Target,
+        signer: &Signer,
+        body: Bytes,
+        accept: &'static str,
+    ) -> Result<Response<Incoming>, SendError> {
         let mut request = Request::builder()
-            .method(Method::POST)
+            .method(method)
             .uri(target.uri.clone())
             .header(HOST, target.host.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
@@ -167,7 +189,7 @@ fn sign_v4(
         .into();
     let uri = request.uri().to_string();
     let headers = request.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
-    let signable = SignableRequest::new("POST", uri, headers, SignableBody::Bytes(body))
+    let signable = SignableRequest::new(request.method().as_str(), uri, headers, SignableBody::Bytes(body))
         .map_err(|_| ApiError::unavailable("The gateway could not sign the Bedrock request."))?;
     let (instructions, _signature) = sign(signable, &params)
         .map_err(|_| ApiError::unavailable("The gateway could not sign the Bedrock request."))?

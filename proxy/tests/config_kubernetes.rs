@@ -41,8 +41,18 @@ fn name_of(resource: &str) -> &'static str {
     if resource == CONFIGMAPS { CONFIGMAP } else { SECRET }
 }
 
-/// The ConfigMap the operator writes.
+/// The ConfigMap the operator writes: the config gzip-compressed in `binaryData` (base64, as the
+/// API returns it).
 fn configmap(version: u32, config: &str) -> Value {
+    let gz = api::gzip::compress(config.as_bytes());
+    let mut object = configmap_json(version, config);
+    object.as_object_mut().unwrap().remove("data");
+    object["binaryData"] = json!({"config.json.gz": base64::engine::general_purpose::STANDARD.encode(gz)});
+    object
+}
+
+/// The ConfigMap with the config as plain JSON in `data` (as written by hand or by an older operator).
+fn configmap_json(version: u32, config: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": CONFIGMAP, "namespace": NAMESPACE, "resourceVersion": version.to_string(),
@@ -302,9 +312,9 @@ async fn follows_modified_events_relists_after_gone_and_never_fails_a_request() 
     let statuses = steady.await.unwrap();
     assert!(!statuses.is_empty() && statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
 
-    // 410 Gone: the watcher relists and serves what the list returns.
+    // 410 Gone: the watcher relists and serves what the list returns (here the plain-JSON form).
     let v3 = with_model(&v2, "demo/titan", "amazon.titan-text-express-v1");
-    api.expire(CONFIGMAPS, configmap(20, &documents(&v3).0));
+    api.expire(CONFIGMAPS, configmap_json(20, &documents(&v3).0));
     wait_for_models(&h, &["demo/claude-sonnet", "demo/llama", "demo/team-profile", "demo/titan"], DEADLINE)
         .await;
     api.watching(CONFIGMAPS).await;
@@ -337,10 +347,19 @@ async fn follows_modified_events_relists_after_gone_and_never_fails_a_request() 
         .await;
     let mut orphan = v3.clone();
     orphan.config.models.get_mut("demo/titan").unwrap().account = "nobody".into();
-    let mut keyless = configmap(23, "{}");
+    let mut keyless = configmap_json(23, "{}");
     keyless["data"] = json!({"config.yaml": "version: 1"});
-    let invalid =
-        [configmap(21, "{\"version\": 1, \"accounts\": {"), configmap(22, &documents(&orphan).0), keyless];
+    let mut not_gzip = configmap(24, "{}");
+    not_gzip["binaryData"]["config.json.gz"] = json!(base64::engine::general_purpose::STANDARD.encode("{}"));
+    let mut both = configmap(25, &documents(&v3).0);
+    both["data"] = json!({"config.json": documents(&v3).0});
+    let invalid = [
+        configmap(21, "{\"version\": 1, \"accounts\": {"),
+        configmap(22, &documents(&orphan).0),
+        keyless,
+        not_gzip,
+        both,
+    ];
     for (i, object) in invalid.into_iter().enumerate() {
         api.modify(CONFIGMAPS, object);
         tokio::time::timeout(DEADLINE, async {
@@ -352,7 +371,7 @@ async fn follows_modified_events_relists_after_gone_and_never_fails_a_request() 
         .expect("the invalid config was not reported");
         assert_eq!(models(&h).await, ["demo/claude-sonnet", "demo/llama", "demo/team-profile", "demo/titan"]);
     }
-    assert_eq!(reloads(&h, "error").await, 3);
+    assert_eq!(reloads(&h, "error").await, 5);
     assert_eq!(reloads(&h, "success").await, 5);
 }
 

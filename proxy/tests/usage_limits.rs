@@ -319,3 +319,61 @@ async fn images_are_priced_per_image() {
     // amazon.nova-canvas at $0.04 per image.
     assert_eq!(r.header("x-bedrock-gateway-cost-usd").as_deref(), Some("0.08"));
 }
+
+#[tokio::test]
+async fn metrics_cover_latency_upstream_errors_and_config_under_prometheus_names() {
+    use prometheus::core::Collector;
+
+    let h = Harness::start().await;
+    assert_eq!(h.chat(hello("demo/claude-sonnet")).await.status, StatusCode::OK);
+    let mut stream = hello("demo/nova-lite");
+    stream["stream"] = json!(true);
+    assert_eq!(h.chat(stream).await.status, StatusCode::OK);
+    let throttled = json!({"model": "demo/nova-lite", "messages": [
+        {"role": "user", "content": "[[sim:error=ThrottlingException]]"}]});
+    assert_eq!(h.chat(throttled).await.status, StatusCode::TOO_MANY_REQUESTS);
+    let m = metrics(&h).await;
+    assert_eq!(
+        sample(
+            &m,
+            r#"bedrock_gateway_request_duration_seconds_count{endpoint="chat",model="demo/claude-sonnet"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"bedrock_gateway_upstream_errors_total{error_type="ThrottlingException",model="demo/nova-lite"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&m, r#"bedrock_gateway_requests_total{endpoint="chat",model="demo/nova-lite",status="429"}"#),
+        1.0
+    );
+    assert!(sample(&m, "bedrock_gateway_config_generation") >= 1.0, "{m}");
+    assert_eq!(sample(&m, r#"bedrock_gateway_config_reloads_total{result="success"}"#), 1.0);
+
+    // Prometheus naming: one prefix, snake case, counters end in `_total`, durations in base units.
+    let mut families: Vec<(String, String)> = m
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split_once(' ').map(|(n, t)| (n.to_owned(), t.to_owned())).unwrap())
+        .collect();
+    let credentials = proxy::credentials::CredentialMetrics::new();
+    families.extend(credentials.desc().iter().map(|d| {
+        let kind = if d.fq_name.ends_with("_total") { "counter" } else { "gauge" };
+        (d.fq_name.clone(), kind.to_owned())
+    }));
+    assert!(families.len() >= 11, "{families:?}");
+    for (name, kind) in &families {
+        assert!(name.starts_with("bedrock_gateway_"), "{name}");
+        assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{name}");
+        match kind.as_str() {
+            "counter" => assert!(name.ends_with("_total"), "counter {name} must end in _total"),
+            "histogram" => assert!(name.ends_with("_seconds"), "histogram {name} must be in seconds"),
+            "gauge" => assert!(!name.ends_with("_total"), "gauge {name} must not end in _total"),
+            other => panic!("unexpected type {other} of {name}"),
+        }
+    }
+}

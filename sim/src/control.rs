@@ -172,6 +172,18 @@ pub(crate) async fn serve(
     body: &[u8],
     op: &Operation,
 ) -> Result<Vec<u8>, AwsError> {
+    let region = authenticate(keyring, parts, target, body).await?;
+    let answer = answer(op, &region, parts.uri.query().unwrap_or_default())?;
+    Ok(serde_json::to_vec(&answer).unwrap_or_default())
+}
+
+/// Verifies the request's SigV4 signature or bearer token; returns the region it is for.
+pub(crate) async fn authenticate(
+    keyring: &Keyring,
+    parts: &http::request::Parts,
+    target: &str,
+    body: &[u8],
+) -> Result<String, AwsError> {
     let signed = SignedRequest {
         method: parts.method.as_str(),
         target,
@@ -181,8 +193,35 @@ pub(crate) async fn serve(
     };
     keyring.authenticate(&signed, SystemTime::now()).await?;
     let authorization = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let answer = answer(op, &region(authorization), parts.uri.query().unwrap_or_default())?;
-    Ok(serde_json::to_vec(&answer).unwrap_or_default())
+    Ok(region(authorization))
+}
+
+/// A catalogue model as a batch job names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ModelRef {
+    /// The foundation model id, e.g. `amazon.titan-embed-text-v2:0`.
+    pub id: &'static str,
+    /// Whether the model answers in text (so it serves Converse).
+    pub text: bool,
+}
+
+/// The catalogue model `identifier` names in `region`: a model id or ARN, a system inference
+/// profile id or ARN, or the application profile's id or ARN.
+pub(crate) fn resolve_model(region: &str, identifier: &str) -> Option<ModelRef> {
+    let entry = |id: &str| CATALOGUE.iter().find(|e| e.id == id);
+    let found =
+        if let Some(id) = identifier.strip_prefix(&format!("arn:aws:bedrock:{region}::foundation-model/")) {
+            entry(id)
+        } else if identifier.starts_with("arn:") {
+            let profile = profiles(region).into_iter().find(|p| p["inferenceProfileArn"] == identifier)?;
+            return resolve_model(region, profile["inferenceProfileId"].as_str()?);
+        } else if identifier == APPLICATION_PROFILE_ID {
+            entry("anthropic.claude-3-7-sonnet-20250219-v1:0")
+        } else {
+            let (geo, rest) = identifier.split_once('.')?;
+            entry(identifier).or_else(|| entry(rest).filter(|e| e.profiled && geo == geography(region)))
+        }?;
+    Some(ModelRef { id: found.id, text: found.output == "TEXT" })
 }
 
 /// The JSON answer of `op` in `region`; `query` is the raw query string.
@@ -334,7 +373,7 @@ fn profiles(region: &str) -> Vec<Value> {
 }
 
 /// `key=value` pairs of a query string, percent-decoded.
-fn parse_query(query: &str) -> Result<Vec<(String, String)>, AwsError> {
+pub(crate) fn parse_query(query: &str) -> Result<Vec<(String, String)>, AwsError> {
     query
         .split('&')
         .filter(|pair| !pair.is_empty())
@@ -405,6 +444,30 @@ mod tests {
         assert_eq!((missing.status.as_u16(), missing.code), (404, "ResourceNotFoundException"));
         let bad = answer(&Operation::ListInferenceProfiles, "us-east-1", "maxResults=0").unwrap_err();
         assert_eq!(bad.code, "ValidationException");
+    }
+
+    #[test]
+    fn batch_models_resolve_from_ids_profiles_and_arns() {
+        let claude = ModelRef { id: "anthropic.claude-3-7-sonnet-20250219-v1:0", text: true };
+        for id in [
+            "anthropic.claude-3-7-sonnet-20250219-v1:0",
+            "eu.anthropic.claude-3-7-sonnet-20250219-v1:0",
+            "arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-3-7-sonnet-20250219-v1:0",
+            "arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.anthropic.claude-3-7-sonnet-20250219-v1:0",
+            "arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/abc123def456",
+            "abc123def456",
+        ] {
+            assert_eq!(resolve_model("eu-west-1", id), Some(claude), "{id}");
+        }
+        assert_eq!(
+            resolve_model("eu-west-1", "amazon.titan-embed-text-v2:0"),
+            Some(ModelRef { id: "amazon.titan-embed-text-v2:0", text: false })
+        );
+        for id in
+            ["us.anthropic.claude-3-7-sonnet-20250219-v1:0", "eu.amazon.titan-embed-text-v2:0", "x.y", "nope"]
+        {
+            assert_eq!(resolve_model("eu-west-1", id), None, "{id}");
+        }
     }
 
     #[test]

@@ -1,9 +1,17 @@
 //! Converse (non-streaming) response bodies and the usage/metrics shapes shared with the stream.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::reply::Reply;
+use crate::cache::{CacheUse, PromptCache};
+use crate::cancel::Completion;
+use crate::errors::AwsError;
+use crate::faults::{self, Directives};
+use crate::reply::{self, Reply};
+use crate::request;
 
 /// TokenUsage.
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +99,48 @@ pub(crate) fn response_body(reply: &Reply, latency_ms: u64) -> Vec<u8> {
         metrics: Metrics { latency_ms },
     };
     serde_json::to_vec(&response).unwrap_or_default()
+}
+
+/// What a live call adds to a batch record's answer: the region it was signed for (for
+/// `[[sim:fault-region=..]]`), the count of calls the client abandoned, and its attempt number
+/// among identical calls (for `[[sim:times=N]]`).
+pub(crate) struct LiveCall<'a> {
+    /// Region of the SigV4 credential scope; `None` for bearer tokens.
+    pub region: Option<&'a str>,
+    /// Calls the client gave up on while they waited.
+    pub cancelled: &'a Arc<AtomicU64>,
+    /// Counts this call among identical ones and returns its number, this one included.
+    pub attempt: &'a (dyn Fn() -> u32 + Sync),
+}
+
+/// Answers a Converse request body (or a batch record's `modelInput` of a Converse job): validates
+/// it, applies the latency and error directives of its last user message and builds the reply,
+/// reading and writing `cache` when given. Returns the reply with the directives that shape a stream.
+pub(crate) async fn answer(
+    model_id: &str,
+    body: &[u8],
+    cache: Option<&PromptCache>,
+    live: Option<LiveCall<'_>>,
+) -> Result<(Reply, Directives), AwsError> {
+    let input = request::parse(body)?;
+    let mut directives = faults::parse(&input.last_user_text())?;
+    if let Some(live) = &live {
+        directives.target(model_id, live.region);
+    }
+    if !directives.latency.is_zero() {
+        // A client that gives up while it waits drops this future: counted as cancelled.
+        let mut waiting = live.as_ref().map(|live| Completion::new(live.cancelled));
+        tokio::time::sleep(directives.latency).await;
+        waiting.iter_mut().for_each(Completion::finish);
+    }
+    if let Some(name) = &directives.error
+        && directives.times.is_none_or(|n| live.as_ref().map_or(1, |live| (live.attempt)()) <= n)
+    {
+        return Err(AwsError::modeled(name, model_id).unwrap_or_else(|| AwsError::validation(name.clone())));
+    }
+    let cache_use: Option<CacheUse> = cache.and_then(|c| c.lookup(input.cache_prefix.as_ref()));
+    let reply = reply::generate(&input, &directives, cache_use)?;
+    Ok((reply, directives))
 }
 
 #[cfg(test)]

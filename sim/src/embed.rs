@@ -119,6 +119,7 @@ pub(crate) fn titan(call: &Invocation<'_>, v2: bool) -> Result<InvokeReply, AwsE
     Ok(InvokeReply {
         body: serde_json::to_vec(&response).unwrap_or_default(),
         input_tokens: Some(tokens(text)),
+        output_tokens: 0,
     })
 }
 
@@ -228,7 +229,7 @@ pub(crate) fn cohere(call: &Invocation<'_>) -> Result<InvokeReply, AwsError> {
             })
         }
     };
-    Ok(InvokeReply { body: body.unwrap_or_default(), input_tokens: Some(input_tokens) })
+    Ok(InvokeReply { body: body.unwrap_or_default(), input_tokens: Some(input_tokens), output_tokens: 0 })
 }
 
 #[cfg(test)]

@@ -254,7 +254,7 @@ pub(crate) fn titan_nova(call: &Invocation<'_>, canvas: Canvas) -> Result<Invoke
     let seed_text = config.seed.unwrap_or(0).to_string();
     let images = (0..config.number_of_images).map(|i| png_b64(text, &seed_text, i, width, height)).collect();
     let body = serde_json::to_vec(&CanvasResponse { images, error: None }).unwrap_or_default();
-    Ok(InvokeReply { body, input_tokens: None })
+    Ok(InvokeReply { body, input_tokens: None, output_tokens: 0 })
 }
 
 /// `imageGenerationConfig`, checked.
@@ -333,7 +333,7 @@ pub(crate) fn stability(call: &Invocation<'_>, image_to_image: bool) -> Result<I
         images: vec![png_b64(prompt, &seed_used.to_string(), 0, width, height)],
     })
     .unwrap_or_default();
-    Ok(InvokeReply { body, input_tokens: None })
+    Ok(InvokeReply { body, input_tokens: None, output_tokens: 0 })
 }
 
 /// Base64 PNG for image `index` of a prompt and seed.

@@ -1,5 +1,5 @@
-//! InvokeModel (`POST /model/{modelId}/invoke`) for the embedding and image families the gateway
-//! serves: the model family comes from the model id, the body is validated as strictly as
+//! InvokeModel (`POST /model/{modelId}/invoke`) for the embedding, image and text (Anthropic
+//! Messages, Nova) families: the model family comes from the model id, the body is validated as strictly as
 //! Bedrock validates it (a field of another family is a ValidationException), and the answer is
 //! a deterministic model-native JSON body.
 //!
@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use crate::errors::AwsError;
 use crate::faults::{self, Directives};
 use crate::request::malformed;
-use crate::{embed, image};
+use crate::{embed, image, text};
 
 /// A model family with its own InvokeModel body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +35,10 @@ pub(crate) enum Family {
         /// SD3.5 Large also does image-to-image.
         image_to_image: bool,
     },
+    /// `anthropic.claude-*`: Anthropic Messages bodies.
+    AnthropicMessages,
+    /// `amazon.nova-micro`, `-lite`, `-pro`, `-premier`: Nova `messages-v1` bodies.
+    NovaText,
 }
 
 impl Family {
@@ -58,6 +62,13 @@ impl Family {
             Family::Stability { image_to_image: true }
         } else if has("stability.stable-image-ultra") || has("stability.stable-image-core") {
             Family::Stability { image_to_image: false }
+        } else if has("anthropic.claude") {
+            Family::AnthropicMessages
+        } else if ["amazon.nova-micro", "amazon.nova-lite", "amazon.nova-pro", "amazon.nova-premier"]
+            .iter()
+            .any(|n| has(n))
+        {
+            Family::NovaText
         } else {
             return None;
         })
@@ -71,6 +82,8 @@ pub(crate) struct InvokeReply {
     pub body: Vec<u8>,
     /// Value of `X-Amzn-Bedrock-Input-Token-Count`, for models that count input tokens.
     pub input_tokens: Option<u64>,
+    /// Output tokens (text models; 0 for embeddings and images).
+    pub output_tokens: u64,
 }
 
 /// What a family handler needs: the parsed body and the directives found in its text.
@@ -87,18 +100,35 @@ pub(crate) async fn answer(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<InvokeReply, AwsError> {
-    let family = Family::of(model_id).ok_or_else(|| {
-        AwsError::validation(format!("bedrock-sim: InvokeModel is not simulated for model '{model_id}'"))
-    })?;
+    let family = family(model_id)?;
     let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.split(';').next().map(str::trim) != Some("application/json") {
         return Err(AwsError::validation(format!(
             "The provided Content-Type '{content_type}' is not supported for this model; use application/json."
         )));
     }
+    answer_json(model_id, family, body).await
+}
+
+/// The family of `model_id`, or the ValidationException InvokeModel answers for other models.
+pub(crate) fn family(model_id: &str) -> Result<Family, AwsError> {
+    Family::of(model_id).ok_or_else(|| {
+        AwsError::validation(format!("bedrock-sim: InvokeModel is not simulated for model '{model_id}'"))
+    })
+}
+
+/// Answers the JSON `body` of an InvokeModel call (or a batch record's `modelInput`) for `family`.
+pub(crate) async fn answer_json(
+    model_id: &str,
+    family: Family,
+    body: &[u8],
+) -> Result<InvokeReply, AwsError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| malformed(format!("invalid JSON ({e})")))?;
     let body = value.as_object().ok_or_else(|| malformed("#: expected type: JSONObject"))?;
     let text = match family {
+        // Text bodies go through the Converse logic, directives included.
+        Family::AnthropicMessages => return text::anthropic(model_id, body).await,
+        Family::NovaText => return text::nova(model_id, body).await,
         Family::TitanEmbedV1 | Family::TitanEmbedV2 => embed::titan_text(body),
         Family::CohereEmbed => embed::cohere_text(body),
         Family::TitanImage { .. } | Family::NovaCanvas | Family::Stability { .. } => image::prompt_text(body),
@@ -118,6 +148,7 @@ pub(crate) async fn answer(
         Family::TitanImage { v2 } => image::titan_nova(&call, image::Canvas::Titan { v2 }),
         Family::NovaCanvas => image::titan_nova(&call, image::Canvas::Nova),
         Family::Stability { image_to_image } => image::stability(&call, image_to_image),
+        Family::AnthropicMessages | Family::NovaText => unreachable!("answered above"),
     }
 }
 
@@ -321,7 +352,9 @@ mod tests {
             Family::of("us.stability.stable-image-core-v1:1"),
             Some(Family::Stability { image_to_image: false })
         );
-        assert_eq!(Family::of("anthropic.claude-3-haiku-20240307-v1:0"), None);
+        assert_eq!(Family::of("us.anthropic.claude-3-haiku-20240307-v1:0"), Some(Family::AnthropicMessages));
+        assert_eq!(Family::of("eu.amazon.nova-pro-v1:0"), Some(Family::NovaText));
+        assert_eq!(Family::of("meta.llama3-1-70b-instruct-v1:0"), None);
     }
 
     #[test]

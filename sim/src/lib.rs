@@ -5,10 +5,12 @@
 //! It speaks the real wire formats (rest-json bodies, `x-amzn-ErrorType` errors,
 //! `application/vnd.amazon.eventstream` frames), verifies SigV4 and bearer authentication,
 //! answers deterministically and injects faults chosen by `[[sim:...]]` directives in the
-//! last user message. Used by unit tests, the e2e tests, benchmarks and the proxy's
+//! last user message. It also runs Bedrock batch inference jobs against an S3 (moto in the
+//! tests): see [`BatchConfig`]. Used by unit tests, the e2e tests, benchmarks and the proxy's
 //! `--simulator` mode.
 
 mod auth;
+mod batch;
 mod cache;
 mod cancel;
 mod control;
@@ -27,6 +29,9 @@ mod schema;
 mod server;
 mod sigv4;
 mod stream;
+mod text;
+
+use std::time::Duration;
 
 pub use embed::embedding_vector;
 pub use png::grey_png;
@@ -40,6 +45,36 @@ pub const TEST_SECRET_ACCESS_KEY: &str = "bedrock-sim-secret-access-key-00000000
 /// Bedrock API key (bearer token) accepted by default.
 pub const TEST_BEARER_TOKEN: &str = "bedrock-sim-api-key";
 
+/// Default of [`BatchConfig::min_records`]: AWS's default quota "Minimum number of records per
+/// batch inference job".
+pub const DEFAULT_BATCH_MIN_RECORDS: u64 = 100;
+
+/// How batch inference jobs run.
+#[derive(Clone, Debug)]
+pub struct BatchConfig {
+    /// S3 endpoint (e.g. a moto server) jobs read their input from and write their output to;
+    /// without it every job fails validation.
+    pub s3_url: Option<String>,
+    /// How long a job stays in each status before the next (Submitted, Validating, Scheduled).
+    pub step: Duration,
+    /// A job with fewer records fails validation.
+    pub min_records: u64,
+    /// How long one hour of `timeoutDurationInHours` lasts: a job still running after
+    /// `timeoutDurationInHours * hour` expires.
+    pub hour: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            s3_url: None,
+            step: Duration::from_millis(100),
+            min_records: DEFAULT_BATCH_MIN_RECORDS,
+            hour: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// What the simulator accepts and whether it records requests.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -51,6 +86,8 @@ pub struct SimConfig {
     pub record_requests: bool,
     /// Base URL of a moto server whose STS-issued temporary credentials are accepted too.
     pub moto_url: Option<String>,
+    /// How batch inference jobs run.
+    pub batch: BatchConfig,
 }
 
 impl Default for SimConfig {
@@ -60,6 +97,7 @@ impl Default for SimConfig {
             bearer_tokens: vec![TEST_BEARER_TOKEN.to_owned()],
             record_requests: true,
             moto_url: None,
+            batch: BatchConfig::default(),
         }
     }
 }

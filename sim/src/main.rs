@@ -3,7 +3,12 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
-use bedrock_sim::{SimConfig, TEST_ACCESS_KEY_ID, TEST_BEARER_TOKEN, TEST_SECRET_ACCESS_KEY};
+use std::time::Duration;
+
+use bedrock_sim::{
+    BatchConfig, DEFAULT_BATCH_MIN_RECORDS, SimConfig, TEST_ACCESS_KEY_ID, TEST_BEARER_TOKEN,
+    TEST_SECRET_ACCESS_KEY,
+};
 use clap::Parser;
 
 /// Local stand-in for AWS bedrock-runtime (Converse, ConverseStream, InvokeModel).
@@ -28,6 +33,18 @@ struct Args {
     /// Also accept the temporary credentials issued by the moto server at this URL (its STS).
     #[arg(long)]
     moto_url: Option<String>,
+    /// S3 endpoint (e.g. moto_server) batch inference jobs read their input from and write their output to.
+    #[arg(long)]
+    s3_url: Option<String>,
+    /// Milliseconds a batch job spends in each status (Submitted, Validating, Scheduled).
+    #[arg(long, default_value_t = 100)]
+    batch_step_ms: u64,
+    /// Minimum records per batch job (AWS's default quota); a job with fewer fails validation.
+    #[arg(long, default_value_t = DEFAULT_BATCH_MIN_RECORDS)]
+    batch_min_records: u64,
+    /// Milliseconds one hour of a batch job's timeoutDurationInHours lasts (an unfinished job expires after it).
+    #[arg(long, default_value_t = 3_600_000)]
+    batch_hour_ms: u64,
 }
 
 #[tokio::main]
@@ -42,6 +59,12 @@ async fn main() -> std::io::Result<()> {
         bearer_tokens: args.bearer_tokens,
         record_requests: !args.no_record,
         moto_url: args.moto_url,
+        batch: BatchConfig {
+            s3_url: args.s3_url,
+            step: Duration::from_millis(args.batch_step_ms),
+            min_records: args.batch_min_records,
+            hour: Duration::from_millis(args.batch_hour_ms),
+        },
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let handle = bedrock_sim::spawn(config, listener).await;

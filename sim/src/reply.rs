@@ -36,6 +36,8 @@ pub(crate) struct Reply {
     pub tool_calls: Vec<ToolCall>,
     /// Bedrock stopReason: `end_turn`, `tool_use`, `max_tokens` or `stop_sequence`.
     pub stop_reason: &'static str,
+    /// The stop sequence that ended the reply, with `stop_sequence`.
+    pub stop_sequence: Option<String>,
     /// Uncached input tokens (words of system and message texts, at least 1).
     pub input_tokens: u64,
     /// Output tokens (words of the thinking, the text and the tool inputs).
@@ -135,10 +137,11 @@ pub(crate) fn generate(
     let stop_at = input
         .stop_sequences
         .iter()
-        .filter_map(|s| full.find(s.as_str()).filter(|pos| pos + s.len() <= budget_end))
-        .min();
+        .filter_map(|s| full.find(s.as_str()).filter(|pos| pos + s.len() <= budget_end).map(|pos| (pos, s)))
+        .min_by_key(|(pos, _)| *pos);
+    let stop_sequence = stop_at.map(|(_, s)| s.clone());
     let (text, stop_reason, tool_calls) = match (stop_at, limit) {
-        (Some(pos), _) => (full[..pos].to_owned(), "stop_sequence", Vec::new()),
+        (Some((pos, _)), _) => (full[..pos].to_owned(), "stop_sequence", Vec::new()),
         (None, Some(_)) => (full[..budget_end].to_owned(), "max_tokens", Vec::new()),
         (None, None) if !tool_calls.is_empty() => (full, "tool_use", tool_calls),
         (None, None) => (full, "end_turn", tool_calls),
@@ -152,7 +155,17 @@ pub(crate) fn generate(
         + tool_calls.iter().map(|c| words(&c.input.to_string()).max(1)).sum::<u64>();
     let cached = cache.map_or(0, |c| c.read + c.write);
     let input_tokens = input.input_tokens().saturating_sub(cached).max(1);
-    Ok(Reply { reasoning, redacted, text, tool_calls, stop_reason, input_tokens, output_tokens, cache })
+    Ok(Reply {
+        reasoning,
+        redacted,
+        text,
+        tool_calls,
+        stop_reason,
+        stop_sequence,
+        input_tokens,
+        output_tokens,
+        cache,
+    })
 }
 
 impl Reply {
@@ -229,6 +242,7 @@ mod tests {
             (r.text.as_str(), r.stop_reason, r.output_tokens),
             ("Simulated reply to: alpha ", "stop_sequence", 4)
         );
+        assert_eq!(r.stop_sequence.as_deref(), Some("STOP"));
         // Beyond the token budget the stop sequence is never produced.
         let (i, d) = input("alpha STOP beta", Some(3), &["STOP"]);
         assert_eq!(generate(&i, &d, None).unwrap().stop_reason, "max_tokens");

@@ -24,10 +24,11 @@ use tokio::sync::watch;
 
 use crate::auth::Keyring;
 use crate::cancel::Completion;
+use crate::converse::LiveCall;
 use crate::errors::{AwsError, request_id};
 use crate::record::{RecordedRequest, Recorder};
 use crate::sigv4::SignedRequest;
-use crate::{SimConfig, cache, control, converse, eventstream, faults, invoke, reply, request, stream};
+use crate::{SimConfig, batch, cache, control, converse, eventstream, invoke, stream};
 
 /// Response body type: a whole buffer or a stream of event frames.
 type Body = UnsyncBoxBody<Bytes, io::Error>;
@@ -47,6 +48,7 @@ struct State {
     cancelled: Arc<AtomicU64>,
     /// Calls so far by hash of path and body, for `[[sim:times=N]]`.
     attempts: Mutex<HashMap<u64, u32>>,
+    batch: Arc<batch::Batch>,
 }
 
 impl State {
@@ -118,6 +120,9 @@ impl SimHandle {
 /// Serves the simulator on `listener` in a background task until the handle is dropped.
 pub async fn spawn(config: SimConfig, listener: TcpListener) -> SimHandle {
     let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    let (tx, rx) = watch::channel(());
+    let (key_id, secret) = config.credentials.first().map_or(("", ""), |(k, s)| (k.as_str(), s.as_str()));
+    let batch = Arc::new(batch::Batch::new(config.batch.clone(), (key_id, secret), rx.clone()));
     let state = Arc::new(State {
         keyring: Keyring::new(&config),
         config,
@@ -125,8 +130,8 @@ pub async fn spawn(config: SimConfig, listener: TcpListener) -> SimHandle {
         prompt_cache: cache::PromptCache::default(),
         cancelled: Arc::default(),
         attempts: Mutex::default(),
+        batch,
     });
-    let (tx, rx) = watch::channel(());
     tokio::spawn(accept_loop(listener, Arc::clone(&state), rx));
     SimHandle { addr, state, _shutdown: tx }
 }
@@ -222,7 +227,12 @@ async fn bedrock_request(state: &State, parts: http::request::Parts, body: Incom
                 Some(op) => control::serve(&state.keyring, &parts, &target, &body, &op)
                     .await
                     .map(|json| response(StatusCode::OK, "application/json", json)),
-                None => bedrock(state, &parts, &target, &body).await,
+                None => match batch::route(&parts.method, parts.uri.path()) {
+                    Some(op) => batch::serve(&state.batch, &state.keyring, &parts, &target, &body, &op)
+                        .await
+                        .map(|json| response(StatusCode::OK, "application/json", json)),
+                    None => bedrock(state, &parts, &target, &body).await,
+                },
             };
             answer.unwrap_or_else(|e| error_response(&e))
         }
@@ -321,22 +331,9 @@ async fn bedrock(
         }
         return Ok(resp);
     }
-    let input = request::parse(body)?;
-    let mut directives = faults::parse(&input.last_user_text())?;
-    directives.target(&model_id, signed_region(&parts.headers));
-    if !directives.latency.is_zero() {
-        // A client that gives up while it waits drops this future: counted as cancelled.
-        let mut waiting = Completion::new(&state.cancelled);
-        tokio::time::sleep(directives.latency).await;
-        waiting.finish();
-    }
-    if let Some(name) = &directives.error
-        && directives.times.is_none_or(|n| state.attempt_number(target, body) <= n)
-    {
-        return Err(AwsError::modeled(name, &model_id).unwrap_or_else(|| AwsError::validation(name.clone())));
-    }
-    let cache_use = state.prompt_cache.lookup(input.cache_prefix.as_ref());
-    let reply = reply::generate(&input, &directives, cache_use)?;
+    let attempt = || state.attempt_number(target, body);
+    let live = LiveCall { region: signed_region(&parts.headers), cancelled: &state.cancelled, attempt: &attempt };
+    let (reply, directives) = converse::answer(&model_id, body, Some(&state.prompt_cache), Some(live)).await?;
     Ok(match op {
         Operation::Converse => {
             let latency_ms = directives.latency.as_millis() as u64;

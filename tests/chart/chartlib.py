@@ -41,6 +41,7 @@ VALUE_SETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "minimal": (("examples/helm/minimal-values.yaml",), ()),
     "all-namespaces": ((), ("operator.watch.allNamespaces=true",)),
     "operator-only": ((), ("proxy.enabled=false",)),
+    "tls": ((), ("proxy.tls.enabled=true", "proxy.tls.secretName=gateway-tls")),
 }
 
 

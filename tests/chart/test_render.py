@@ -133,6 +133,35 @@ def test_proxy_follows_the_operators_config_map_and_secret():
     assert deploy["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
+def test_serving_limits_reach_the_proxy():
+    args = _args(one(render("defaults"), "Deployment", PROXY))
+    assert _flag(args, "--max-concurrent-requests") == "1000"
+    # 20 images of 3.75 MB and 5 documents of 4.5 MB, base64-encoded, plus text.
+    assert int(_flag(args, "--max-body-bytes")) == 136 * 1024 * 1024
+    assert "--tls-cert" not in args
+    docs = render("defaults", "--set", "proxy.maxConcurrentRequests=0", "--set", "proxy.maxBodyBytes=1048576")
+    args = _args(one(docs, "Deployment", PROXY))
+    assert (_flag(args, "--max-concurrent-requests"), _flag(args, "--max-body-bytes")) == ("0", "1048576")
+
+
+def test_tls_mounts_the_secret_as_a_volume_the_proxy_reloads():
+    deploy = one(render("tls"), "Deployment", PROXY)
+    args = _args(deploy)
+    assert _flag(args, "--tls-cert") == "/etc/bedrock-gateway-tls/tls.crt"
+    assert _flag(args, "--tls-key") == "/etc/bedrock-gateway-tls/tls.key"
+    pod = deploy["spec"]["template"]["spec"]
+    mount = one_mount(pod, "/etc/bedrock-gateway-tls")
+    # subPath mounts never see a renewed Secret.
+    assert mount["readOnly"] is True and "subPath" not in mount
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "gateway-tls"
+    # Probes stay plain HTTP on the metrics port.
+    assert pod["containers"][0]["readinessProbe"]["httpGet"]["port"] == "metrics"
+    proc = run([tool("helm"), "template", RELEASE, str(CHART), "--set", "proxy.tls.enabled=true"])
+    assert proc.returncode != 0
+    assert "proxy.tls.enabled needs proxy.tls.secretName" in proc.stderr
+
+
 def test_playground_is_on_by_default_and_can_be_switched_off():
     assert _flag(_args(one(render("defaults"), "Deployment", PROXY)), "--playground") == "true"
     docs = render("defaults", "--set", "proxy.playground.enabled=false")

@@ -43,6 +43,8 @@ class Operation:
     method: str
     uri_template: str
     input_shape: str | None
+    output_shape: str | None
+    errors: list[str]
     regex: re.Pattern[str]
     labels: list[str]
     greedy: set[str]
@@ -67,6 +69,8 @@ class AwsModel:
                     method=http.get("method", "POST").upper(),
                     uri_template=uri,
                     input_shape=(op.get("input") or {}).get("shape"),
+                    output_shape=(op.get("output") or {}).get("shape"),
+                    errors=[e["shape"] for e in op.get("errors", [])],
                     regex=regex,
                     labels=labels,
                     greedy=greedy,
@@ -180,6 +184,30 @@ class AwsModel:
             return [f"{where}: body must be a JSON object, got {type(doc).__name__}"]
         required = [r for r in shape.get("required", []) if r in only_members]
         return self._validate_structure_members(doc, only_members, required, where)
+
+    def validate_response(self, operation: str, status: int, error_type: str, body: bytes) -> list[str]:
+        """Validate a JSON (rest-json) response of ``operation``: a 2xx body against the output
+        shape (members bound to headers or the status code aside), an error against the
+        operation's modeled errors (``x-amzn-ErrorType`` names it). Returns errors."""
+        op = next((o for o in self.operations if o.name == operation), None)
+        if op is None:
+            return [f"{operation}: no such operation"]
+        where = f"{operation} -> {status}"
+        try:
+            doc = json.loads(body or b"{}")
+        except ValueError as e:
+            return [f"{where}: body is not JSON ({e}): {body[:300]!r}"]
+        if status >= 300:
+            code = error_type.split(":", 1)[0]
+            if code not in op.errors:
+                return [f"{where}: error {code!r} is not one of {operation}'s modeled errors {op.errors}"]
+            return self.validate_value(doc, code, f"{where} {code}")
+        if op.output_shape is None:
+            return [] if doc == {} else [f"{where}: the operation has no output, got {doc!r}"]
+        members = self.shapes[op.output_shape].get("members", {})
+        in_body = {k: m for k, m in members.items() if m.get("location") not in LOCATIONS_OUTSIDE_BODY}
+        required = [k for k in self.shapes[op.output_shape].get("required", []) if k in in_body]
+        return self._validate_structure_members(doc, in_body, required, where)
 
     def validate_value(self, value: Any, shape_name: str, where: str) -> list[str]:
         """Validate one JSON value against a shape; returns a list of errors."""

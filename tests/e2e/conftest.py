@@ -9,7 +9,9 @@
 
 After every test (``pytest_runtest_call`` wrapper) the response violations are
 collected and every request the sim recorded is fetched, cleared and checked
-against the AWS model and botocore's SigV4; any problem fails the test.
+against the AWS model and botocore's SigV4; the logs and /metrics of every proxy
+started are searched for every secret known to the suite (Secret manifests,
+sim credentials, tokens registered with ``watch_secret``); any problem fails the test.
 """
 
 from __future__ import annotations
@@ -146,7 +148,12 @@ class Moto:
 
     def issued_secrets(self) -> dict[str, str]:
         """Access key id -> secret of every session moto's STS issued (its /moto-api/data.json)."""
-        data = self._http.get(f"{self.url}/moto-api/data.json").json()
+        r = self._http.get(f"{self.url}/moto-api/data.json")
+        if r.status_code != 200:
+            # moto cannot dump a backend holding S3 multipart-upload parts (test_files_batches,
+            # which runs its own moto): no session was issued there.
+            return {}
+        data = r.json()
         return {r["access_key_id"]: r["secret_access_key"] for r in data.get("sts", {}).get("AssumedRole", [])}
 
     def sts_calls(self) -> list[dict[str, str]]:
@@ -194,13 +201,14 @@ class Gateway:
     manifests: Path
 
 
-def start_sim(logdir: Path, moto_url: str | None = None) -> Sim:
+def start_sim(logdir: Path, moto_url: str | None = None, extra_args: tuple[str, ...] = (), name: str = "bedrock-sim") -> Sim:
     port = free_port()
-    argv = [str(binary("bedrock-sim")), "--listen", f"127.0.0.1:{port}"]
+    argv = [str(binary("bedrock-sim")), "--listen", f"127.0.0.1:{port}", *extra_args]
     if moto_url:
-        # Session credentials moto's STS issues are accepted (and verified) like AWS's.
-        argv += ["--moto-url", moto_url]
-    proc = Proc("bedrock-sim", argv, logdir)
+        # Session credentials moto's STS issues are accepted (and verified) like AWS's;
+        # moto is also the S3 batch inference jobs read and write.
+        argv += ["--moto-url", moto_url, "--s3-url", moto_url]
+    proc = Proc(name, argv, logdir)
     deadline = time.monotonic() + READY_TIMEOUT
     marker = "bedrock-sim listening on "
     while time.monotonic() < deadline:
@@ -247,7 +255,9 @@ def start_gateway_proc(
             try:
                 r = http.get(f"{url}/readyz")
                 if r.status_code == 200:
-                    return Gateway(proc, url, manifests)
+                    gw = Gateway(proc, url, manifests)
+                    GATEWAYS_STARTED.append(gw)
+                    return gw
                 last = f"HTTP {r.status_code}: {r.text[:200]}"
             except httpx.HTTPError as e:
                 last = repr(e)
@@ -470,6 +480,63 @@ def async_client_for(gateway: Gateway):
     return make
 
 
+# ------------------------------------------------------- secrets never leak
+# Values under these keys of Secret manifests are secrets: caller API keys, AWS secret keys,
+# session tokens, Bedrock API keys. (Access key ids are identifiers, not secrets.)
+SECRET_FIELDS = frozenset({"key", "secretAccessKey", "sessionToken", "apiKey", "token"})
+# Secrets a test minted outside manifests (service-account tokens, web identity tokens, ...).
+WATCHED_SECRETS: set[str] = set()
+# Every proxy started by the suite; checked after each test, dropped once stopped and checked.
+GATEWAYS_STARTED: list[Gateway] = []
+
+
+def watch_secret(*values: str) -> None:
+    """No proxy log or metric may ever contain these values (checked after every test)."""
+    WATCHED_SECRETS.update(v for v in values if len(v) >= 8)
+
+
+def manifest_secrets(folder: Path | None) -> set[str]:
+    """The secret values of the Secret manifests in `folder`."""
+    import yaml
+
+    found: set[str] = set()
+    for path in sorted(folder.glob("*.yaml")) if folder and folder.is_dir() else []:
+        try:
+            docs = list(yaml.safe_load_all(path.read_text()))
+        except (OSError, yaml.YAMLError):
+            continue
+        for doc in docs:
+            if not isinstance(doc, dict) or doc.get("kind") != "Secret":
+                continue
+            found.update(v for k, v in (doc.get("stringData") or {}).items() if k in SECRET_FIELDS and isinstance(v, str))
+            for k, v in (doc.get("data") or {}).items():
+                if k in SECRET_FIELDS and isinstance(v, str):
+                    found.add(base64.b64decode(v).decode(errors="replace"))
+    return {v for v in found if len(v) >= 8}
+
+
+def secret_leaks() -> list[str]:
+    """Secrets found in the logs or /metrics of the proxies started so far."""
+    problems = []
+    for gw in list(GATEWAYS_STARTED):
+        secrets = WATCHED_SECRETS | {v for v in SIM_SECRETS.values() if len(v) >= 8} | manifest_secrets(gw.manifests)
+        texts = {"logs": gw.proc.stdout() + gw.proc.stderr()}
+        if gw.proc.p.poll() is None:
+            try:
+                r = httpx.get(f"{gw.url}/metrics", timeout=5)
+                if r.status_code == 200:
+                    texts["metrics"] = r.text
+            except httpx.HTTPError:
+                pass
+        else:
+            GATEWAYS_STARTED.remove(gw)
+        for where, text in texts.items():
+            for secret in secrets:
+                if secret in text:
+                    problems.append(f"[secret leak] {gw.proc.name} {where} contain a secret starting {secret[:6]!r}")
+    return problems
+
+
 # ----------------------------------------------------- contract enforcement
 def _sim_of(item: pytest.Item) -> Sim | None:
     # funcargs holds every fixture of the test's closure, so "sim" is there
@@ -497,6 +564,7 @@ def pytest_runtest_call(item: pytest.Item):
         if m is not None:
             # Requests signed with moto-issued session credentials are checked with their secrets.
             SIM_SECRETS.update(m.issued_secrets())
+        problems.extend(secret_leaks())
         s = _sim_of(item)
         if s is not None:
             try:

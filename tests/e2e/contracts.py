@@ -117,6 +117,14 @@ class OpenAIContract:
             return "ListModelsResponse"
         if method == "GET" and path.startswith("/v1/models/"):
             return "Model"
+        if path == "/v1/files":
+            return {"POST": "OpenAIFile", "GET": "ListFilesResponse"}.get(method)
+        if path.startswith("/v1/files/") and not path.endswith("/content"):
+            return {"GET": "OpenAIFile", "DELETE": "DeleteFileResponse"}.get(method)
+        if path == "/v1/batches":
+            return {"POST": "Batch", "GET": "ListBatchesResponse"}.get(method)
+        if path.startswith("/v1/batches/") and not path.endswith("/output"):
+            return "Batch"
         return None
 
     def check_response(self, method: str, path: str, status: int, content_type: str, body: bytes) -> list[str]:
@@ -379,6 +387,18 @@ def check_sim_request(rec: dict[str, Any]) -> tuple[str, list[str]]:
         res = check_sigv4(method, path, headers, body, SIM_SECRETS)
         errors.extend(f"{where}: {e}" for e in res.errors)
     return op, errors
+
+
+def check_control_response(operation: str, status: int, headers: dict[str, str], body: bytes) -> list[str]:
+    """Validate a bedrock (control-plane) response the sim sent against the AWS model."""
+    model = control_model()
+    if model is None:
+        return [f"{operation}: the bedrock service model is missing from {REFERENCE}"]
+    lower = {k.lower(): v for k, v in headers.items()}
+    errors = []
+    if lower.get("content-type", "").split(";")[0].strip() != "application/json":
+        errors.append(f"{operation} -> {status}: content-type {lower.get('content-type')!r}, expected application/json")
+    return errors + model.validate_response(operation, status, lower.get("x-amzn-errortype", ""), body)
 
 
 def check_sim_requests(records: Iterable[dict[str, Any]]) -> list[str]:

@@ -106,7 +106,8 @@ def test_model_not_granted_is_403(client_for, sim, key, model, stream):
     assert ei.value.status_code == 403
     err = error_body(ei.value)
     assert err["type"] == "permission_error"
-    assert model in err["message"]
+    # The message names the model asked for and nothing else (no other tenant's model).
+    assert err["message"] == f"You do not have access to the model `{model}`."
     assert_no_secrets(err)
     assert converse_calls(sim) == []
 

@@ -74,14 +74,14 @@ def test_cache_control_writes_then_reads_and_usage_says_so(client, http, sim, st
         )
         return list(r)[-1].usage if stream else r.usage
 
-    def cache_read_metric():
+    def cache_metric(kind: str):
         text = http.get("/metrics").text
-        return metric_value(text, "bedrock_gateway_tokens_total", model="demo/claude-sonnet", type="cache_read")
+        return metric_value(text, "bedrock_gateway_tokens_total", model="demo/claude-sonnet", type=kind)
 
-    before = cache_read_metric()
+    before = cache_metric("cache_read"), cache_metric("cache_write")
     first, second = usage(), usage()
     prefix = len(system.split())
-    assert cache_read_metric() == before + prefix
+    assert (cache_metric("cache_read"), cache_metric("cache_write")) == (before[0] + prefix, before[1] + prefix)
     cache = lambda u: (u.prompt_tokens_details.cached_tokens, u.prompt_tokens_details.model_dump()["cache_write_tokens"])
     assert cache(first) == (0, prefix)
     assert cache(second) == (prefix, 0)

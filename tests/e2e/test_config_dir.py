@@ -4,11 +4,13 @@
 The documents come from `bedrock-gateway-operator render -f DIR --out-dir OUT`, the same code
 path the operator uses for its ConfigMap and Secret; they are laid out the way the kubelet
 mounts a projected ConfigMap + Secret volume (timestamped folder, `..data` symlink swapped
-atomically on every update).
+atomically on every update), in both forms: `config.json` as rendered and `config.json.gz` as the
+operator stores it in its ConfigMap.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -43,9 +45,13 @@ def kubelet_update(volume: Path, documents: Path, version: int) -> None:
     old = os.readlink(volume / "..data") if (volume / "..data").is_symlink() else None
     os.symlink(stamp, volume / "..data_tmp")
     os.replace(volume / "..data_tmp", volume / "..data")
-    for name in ("config.json", "credentials.json"):
-        if not (volume / name).is_symlink():
-            os.symlink(f"..data/{name}", volume / name)
+    present = {p.name for p in documents.iterdir()}
+    for name in ("config.json", "config.json.gz", "credentials.json"):
+        link = volume / name
+        if name in present and not link.is_symlink():
+            os.symlink(f"..data/{name}", link)
+        elif name not in present and link.is_symlink():
+            link.unlink()  # a key the ConfigMap no longer has
     if old:
         shutil.rmtree(volume / old)
 
@@ -107,6 +113,24 @@ def test_config_dir_follows_operator_render_and_kubelet_swaps(sim, logdir, tmp_p
             r = c.chat.completions.create(model="demo/hot-model", messages=[{"role": "user", "content": "still"}])
             assert r.choices[0].message.content == "Simulated reply to: still"
             assert "config.json: EOF while parsing" in gw.proc.stderr()
+
+            # The form the operator stores in its ConfigMap, config.json.gz (any standard gzip),
+            # replacing config.json: read the same way.
+            compressed = tmp_path / "render-4"
+            compressed.mkdir()
+            shutil.copy(tmp_path / "render-1" / "credentials.json", compressed)
+            config = (tmp_path / "render-1" / "config.json").read_bytes()
+            (compressed / "config.json.gz").write_bytes(gzip.compress(config))
+            kubelet_update(volume, compressed, 4)
+            wait_for(lambda: served(c) == DEMO_MODELS, 10, "the gzip config (without demo/hot-model) being served")
+            assert sorted(p.name for p in volume.iterdir() if not p.name.startswith("..")) == [
+                "config.json.gz",
+                "credentials.json",
+            ]
+            r = c.chat.completions.create(model="demo/nova-lite", messages=[{"role": "user", "content": "gzip"}])
+            assert r.choices[0].message.content == "Simulated reply to: gzip"
+            text = plain.get(f"{ops}/metrics").text
+            assert metric_value(text, "bedrock_gateway_config_reloads_total", result="success") == 3
     finally:
         gw.proc.stop()
 

@@ -29,6 +29,7 @@ from contracts import (
     OpenAIContract,
     ResponseLog,
     ValidatingTransport,
+    check_control_response,
     check_sim_request,
     parse_sse,
     runtime_model,
@@ -217,6 +218,46 @@ def test_check_sim_request_combines_model_and_signature():
     op, errs = check_sim_request(bad)
     assert op == "Converse" and any("expected array" in e for e in errs), errs
     assert contracts.sigv4_region(good) == "us-west-2"
+
+
+JSON = {"content-type": "application/json"}
+GOOD_JOB = {
+    "jobArn": "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abcdef123456",
+    "jobName": "nightly",
+    "modelId": "amazon.titan-embed-text-v2:0",
+    "roleArn": "arn:aws:iam::123456789012:role/Batch",
+    "status": "Completed",
+    "submitTime": "2026-01-01T00:00:00.000Z",
+    "inputDataConfig": {"s3InputDataConfig": {"s3Uri": "s3://bucket/in.jsonl"}},
+    "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "s3://bucket/out/"}},
+    "totalRecordCount": 100,
+}
+
+
+def test_check_control_response_accepts_good_answers():
+    assert check_control_response("GetModelInvocationJob", 200, JSON, body(GOOD_JOB)) == []
+    assert check_control_response("CreateModelInvocationJob", 200, JSON, body({"jobArn": GOOD_JOB["jobArn"]})) == []
+    assert check_control_response("StopModelInvocationJob", 200, JSON, b"{}") == []
+    error = {**JSON, "x-amzn-ErrorType": "ConflictException"}
+    assert check_control_response("CreateModelInvocationJob", 409, error, body({"message": "taken"})) == []
+
+
+@pytest.mark.parametrize(
+    "op, status, headers, doc, needle",
+    [
+        ("GetModelInvocationJob", 200, JSON, dict(GOOD_JOB, status="Done"), "Done"),
+        ("GetModelInvocationJob", 200, JSON, {k: v for k, v in GOOD_JOB.items() if k != "roleArn"}, "roleArn"),
+        ("GetModelInvocationJob", 200, JSON, dict(GOOD_JOB, totalRecordCount=-1), "totalRecordCount"),
+        ("GetModelInvocationJob", 200, JSON, dict(GOOD_JOB, jobArn="arn:x"), "jobArn"),
+        ("CreateModelInvocationJob", 200, JSON, {"jobArn": GOOD_JOB["jobArn"], "status": "Submitted"}, "status"),
+        ("StopModelInvocationJob", 200, JSON, {"stopped": True}, "stopped"),
+        ("StopModelInvocationJob", 200, {"content-type": "text/plain"}, {}, "content-type"),
+        ("ListModelInvocationJobs", 409, {**JSON, "x-amzn-ErrorType": "ConflictException"}, {"message": "x"}, "ConflictException"),
+    ],
+)
+def test_check_control_response_rejects_bad_answers(op, status, headers, doc, needle):
+    errors = check_control_response(op, status, headers, body(doc))
+    assert any(needle in e for e in errors), errors
 
 
 # ------------------------------------------------------------------ OpenAI

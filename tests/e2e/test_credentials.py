@@ -27,12 +27,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import Gateway, free_port, start_gateway_proc, start_moto, write_manifests
+from conftest import Gateway, free_port, start_gateway_proc, start_moto, watch_secret, write_manifests
 from contracts import SIM_SECRETS
 
 GATEWAY_ROLE = "arn:aws:iam::111111111111:role/bedrock-gateway"
 TARGET_ROLE = "arn:aws:iam::222222222222:role/bedrock-invoke"
 KEY = "sk-bgw-quickstart"
+# The web identity and Pod Identity tokens the tests hand the proxy: never in its logs or metrics.
+watch_secret("irsa-token-1", "irsa-token-2", "pod-identity-token")
 
 
 def accounts_yaml(sts_url: str, sim_url: str, role: str = TARGET_ROLE) -> str:
@@ -167,7 +169,14 @@ def test_irsa_and_assumed_role_with_a_rotated_token(launch, client_for, moto, si
         time.sleep(0.2)
     else:
         pytest.fail(f"the rotated token was never sent to STS: {tokens}")
-    keys = {access_key_of(r) for r in sim.requests()}
+    # STS has answered; the session it issued replaces the old one a moment later.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        assert ask(client, "pod/nova") == "Simulated reply to: hello"
+        keys = {access_key_of(r) for r in sim.requests()}
+        if len(keys) >= 3:
+            break
+        time.sleep(0.2)
     assert len(keys) >= 3, f"requests moved to the refreshed sessions: {keys}"
 
     metrics = httpx.get(f"{gw.url}/metrics").text
@@ -224,6 +233,7 @@ class PodIdentityAgent:
             json={"accessKeyId": akid, "secretAccessKey": secret, "sessionToken": token},
         ).raise_for_status()
         SIM_SECRETS[akid] = secret
+        watch_secret(token)
         self.issued.append(akid)
         expiry = datetime.now(timezone.utc) + timedelta(seconds=self.lifetime_s)
         return {

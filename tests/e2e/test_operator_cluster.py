@@ -5,14 +5,16 @@ is skipped with the reason printed by ``-ra``. The operator binary runs on this 
 kubeconfig, so the quick-start endpoints still point at the local bedrock-sim and moto (STS).
 
 It installs the CRDs, creates a throw-away namespace, applies the quick start there and checks
-what a user sees: the rendered ConfigMap and Secret, every object's status (AWS truth included),
-events, the Lease, metrics, and that a broken Secret is reported on the account and its models
+what a user sees: the rendered ConfigMap (gzip-compressed) and Secret, every object's status (AWS
+truth included), events, the Lease, metrics, the proxy following both objects through the API
+(an apply served without a restart), and that a broken Secret is reported on the account and its models
 while the config keeps serving what still works.
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import shutil
@@ -25,7 +27,7 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from conftest import QUICKSTART, QUICKSTART_SIM_URL, REPO, Proc, binary, free_port
+from conftest import QUICKSTART, QUICKSTART_KEY, QUICKSTART_SIM_URL, REPO, Proc, binary, free_port, start_gateway_proc
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("KUBECONFIG"),
@@ -123,9 +125,15 @@ def cluster(sim, moto, logdir: Path):
     sim.clear()
 
 
+def stored_config(cm: dict[str, Any]) -> dict[str, Any]:
+    """The config document of the operator's ConfigMap: gzip-compressed JSON in binaryData."""
+    assert "data" not in cm, f"the config is stored only compressed: {sorted(cm['data'])}"
+    return json.loads(gzip.decompress(base64.b64decode(cm["binaryData"]["config.json.gz"])))
+
+
 def rendered(ns: str) -> dict[str, Any] | None:
     cm = get("configmap", f"{RELEASE}-config", ns)
-    return json.loads(cm["data"]["config.json"]) if cm else None
+    return stored_config(cm) if cm else None
 
 
 def test_quickstart_is_rendered_into_the_configmap_and_secret(cluster):
@@ -134,7 +142,7 @@ def test_quickstart_is_rendered_into_the_configmap_and_secret(cluster):
     assert sorted(config["models"]) == ["demo/claude-sonnet", "demo/nova-lite", "demo/team-profile"]
     cm = get("configmap", f"{RELEASE}-config", ns)
     assert len(cm["metadata"]["annotations"]["bedrockgateway.io/config-hash"]) == 64
-    assert "bedrock-sim-secret-access-key" not in json.dumps(cm)
+    assert "bedrock-sim-secret-access-key" not in json.dumps(stored_config(cm))
     secret = get("secret", f"{RELEASE}-credentials", ns)
     credentials = json.loads(base64.b64decode(secret["data"]["credentials.json"]))
     assert credentials["accounts"]["demo"]["type"] == "accessKey"
@@ -172,7 +180,42 @@ def test_leader_lease_and_metrics(cluster):
     text = httpx.get(f"{cluster['metrics']}/metrics", timeout=5).text
     assert "bedrock_gateway_operator_reconciles_total" in text
     assert "bedrock_gateway_operator_render_duration_seconds_count" in text
+    assert 'bedrock_gateway_operator_config_bytes{encoding="gzip"}' in text
     assert httpx.get(f"{cluster['metrics']}/readyz", timeout=5).status_code == 200
+
+
+def test_the_proxy_follows_the_operators_objects_through_the_api(cluster, logdir: Path):
+    """The proxy as deployed: --kube-configmap/--kube-secret, reading the compressed ConfigMap."""
+    ns = cluster["ns"]
+    served = sorted(eventually("the rendered ConfigMap", lambda: rendered(ns))["models"])
+    source = ["--kube-configmap", f"{RELEASE}-config", "--kube-secret", f"{RELEASE}-credentials", "--kube-namespace", ns]
+    gw = start_gateway_proc(QUICKSTART, logdir, name="bedrock-gateway-proxy-kube", source_args=source)
+    auth = {"Authorization": f"Bearer {QUICKSTART_KEY}"}
+
+    def listed() -> list[str]:
+        r = httpx.get(f"{gw.url}/v1/models", headers=auth, timeout=5)
+        return sorted(m["id"] for m in r.json()["data"]) if r.status_code == 200 else []
+
+    try:
+        assert listed() == served
+        # An apply reaches the proxy through the operator and the watch (no restart, no remount).
+        kubectl("apply", "-n", ns, "-f", "-", stdin=(
+            "apiVersion: bedrockgateway.io/v1alpha1\nkind: BedrockModel\n"
+            f"metadata: {{name: e2e-late, namespace: {ns}}}\n"
+            'spec: {accountRef: demo, modelId: "amazon.nova-micro-v1:0"}\n'
+        ))
+        eventually("demo/e2e-late served by the proxy", lambda: "demo/e2e-late" in listed())
+        r = httpx.post(
+            f"{gw.url}/v1/chat/completions",
+            headers=auth,
+            json={"model": "demo/e2e-late", "messages": [{"role": "user", "content": "hello"}]},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"] == "Simulated reply to: hello"
+    finally:
+        kubectl("delete", "bedrockmodel", "e2e-late", "-n", ns, "--ignore-not-found", check=False)
+        gw.proc.stop()
 
 
 def test_a_broken_secret_is_reported_where_it_matters(cluster):

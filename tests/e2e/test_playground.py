@@ -134,6 +134,12 @@ def test_chat_streams_an_answer_with_usage_line(page: Page):
     expect(stats).to_contain_text("tokens ")
     text = stats.inner_text()
     assert " in / " in text and " out" in text and "first token" in text and "total" in text and "cost" in text
+    # A browser cannot read the stream's cost trailer: the page prices the usage chunk with the
+    # prices /v1/models gives (Nova Lite: $0.06/M input, $0.24/M output).
+    assert "cost n/a" not in text
+    tokens_in, tokens_out = map(int, re.search(r"tokens (\d+) in / (\d+) out", text).groups())
+    shown = float(re.search(r"cost \$([0-9.]+)", text).group(1))
+    assert shown == pytest.approx(tokens_in * 0.06e-6 + tokens_out * 0.24e-6, rel=1e-9)
     shot(page, "03-chat-answer")
     # A second turn carries the history.
     send(page, "And again")

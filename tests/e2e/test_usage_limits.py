@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import h11
 import httpx
 import openai
 import pytest
@@ -188,3 +189,117 @@ def test_no_secret_in_logs_or_metrics(replicas):
         for text in (metrics, gw.proc.stderr(), gw.proc.stdout()):
             for secret in SECRETS + ("sk-bgw-wrong-key-e2e",):
                 assert secret not in text
+
+
+STREAM_BODY = json.dumps(
+    {"model": "demo/nova-lite", "messages": HELLO, "stream": True, "stream_options": {"include_usage": True}}
+)
+
+
+def stream_over_h11(gw, te_trailers: bool) -> tuple[h11.Response, bytes, dict[str, str]]:
+    """A streamed chat read with h11 over a plain socket: status line, body and trailers."""
+    host, port = gw.url.removeprefix("http://").split(":")
+    headers = [
+        ("Host", f"{host}:{port}"),
+        ("Authorization", f"Bearer {QUICKSTART_KEY}"),
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(STREAM_BODY))),
+    ]
+    if te_trailers:
+        headers.append(("TE", "trailers"))
+    conn = h11.Connection(h11.CLIENT)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(conn.send(h11.Request(method="POST", target="/v1/chat/completions", headers=headers)))
+        sock.sendall(conn.send(h11.Data(data=STREAM_BODY.encode())))
+        sock.sendall(conn.send(h11.EndOfMessage()))
+        head, body, trailers = None, b"", {}
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(sock.recv(65536))
+            elif isinstance(event, h11.Response):
+                head = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                trailers = {k.decode(): v.decode() for k, v in event.headers}
+                return head, body, trailers
+
+
+def sse_id(body: bytes) -> str:
+    first = body.decode().split("\n\n")[0].removeprefix("data: ")
+    return json.loads(first)["id"]
+
+
+def test_http1_streams_carry_their_cost_in_a_trailer(replicas):
+    gw = replicas[0]
+    head, body, trailers = stream_over_h11(gw, te_trailers=True)
+    assert head.status_code == 200
+    assert dict(head.headers)[b"trailer"] == b"x-bedrock-gateway-cost-usd"
+    assert body.endswith(b"data: [DONE]\n\n")
+    # amazon.nova-lite: 2 input tokens at $0.06/M + 5 output tokens at $0.24/M.
+    assert trailers == {"x-bedrock-gateway-cost-usd": "0.00000132"}
+    logged = wait_for_usage_line(gw, sse_id(body))["fields"]["cost_usd"]
+    assert float(trailers["x-bedrock-gateway-cost-usd"]) == pytest.approx(logged, rel=1e-9)
+    # A client that did not ask for trailers gets none, and no announcement.
+    head, body, trailers = stream_over_h11(gw, te_trailers=False)
+    assert head.status_code == 200 and b"trailer" not in dict(head.headers)
+    assert trailers == {}
+    assert wait_for_usage_line(gw, sse_id(body))["fields"]["cost_usd"] == pytest.approx(logged, rel=1e-9)
+
+
+def test_http2_streams_carry_their_cost_in_a_trailer(replicas, tmp_path):
+    gw = replicas[1]
+    dump = tmp_path / "headers.txt"
+    out = subprocess.run(
+        [
+            "curl", "-sS", "-N", "--http2-prior-knowledge", "-D", str(dump),
+            "-H", f"Authorization: Bearer {QUICKSTART_KEY}", "-H", "Content-Type: application/json",
+            "--data-binary", STREAM_BODY, f"{gw.url}/v1/chat/completions",
+        ],
+        capture_output=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.endswith(b"data: [DONE]\n\n")
+    # curl writes the trailer fields into the header dump after the body's headers.
+    lines = [line.strip() for line in dump.read_text().splitlines()]
+    assert lines[0] == "HTTP/2 200"
+    assert "trailer: x-bedrock-gateway-cost-usd" in lines
+    costs = [line.split(": ", 1)[1] for line in lines if line.startswith("x-bedrock-gateway-cost-usd: ")]
+    assert costs == ["0.00000132"], lines
+    logged = wait_for_usage_line(gw, sse_id(out.stdout))["fields"]["cost_usd"]
+    assert float(costs[0]) == pytest.approx(logged, rel=1e-9)
+
+
+def test_prompts_and_completions_reach_the_logs_only_with_log_content(sim, logdir: Path, tmp_path: Path):
+    manifests = write_manifests(tmp_path / "manifests", sim.url)
+    marker = "e2e-words-that-must-stay-private"
+    for flag in (False, True):
+        args = ["--log-format", "json"] + (["--log-content"] if flag else [])
+        gw = start_gateway_proc(manifests, logdir, name=f"proxy-log-content-{flag}", extra_args=args)
+        try:
+            client = sdk(gw, QUICKSTART_KEY)
+            reply = client.chat.completions.create(
+                model="demo/nova-lite", messages=[{"role": "user", "content": marker}]
+            )
+            chunks = list(
+                client.chat.completions.create(
+                    model="demo/nova-lite", messages=[{"role": "user", "content": marker}], stream=True
+                )
+            )
+            ids = [reply.id, chunks[0].id]
+            for request_id in ids:
+                wait_for_usage_line(gw, request_id)
+            gw.proc.stop()
+            logs = gw.proc.stderr() + gw.proc.stdout()
+            content = [json.loads(l) for l in logs.splitlines() if '"bedrock_gateway::content"' in l]
+            if not flag:
+                assert marker not in logs and content == []
+                continue
+            assert [c["fields"]["request_id"] for c in content] == ids
+            for line in content:
+                assert json.loads(line["fields"]["prompt"])["messages"][0]["content"] == marker
+                assert line["fields"]["completion"] == f"Simulated reply to: {marker}"
+            assert QUICKSTART_KEY not in logs
+        finally:
+            gw.proc.stop()

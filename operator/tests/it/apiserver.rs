@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use kube::ResourceExt;
-use operator::apply::{Applied, Applier};
+use operator::apply::{Applied, Applier, ApplyError, MAX_OBJECT_DATA, StoredConfig};
 use operator::context::{Context, Settings};
 use operator::controller::write_status;
 use operator::leader::Elector;
@@ -14,7 +14,7 @@ use operator::watch::Scope;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 
-use crate::fixtures::{conflict, manifests, mock, not_found, plan_of};
+use crate::fixtures::{conflict, manifests, mock, not_found, plan_of, stored_config};
 
 const SSA: &str = "?&force=true&fieldManager=bedrock-gateway-operator";
 
@@ -48,9 +48,9 @@ async fn rendered_objects_are_applied_server_side_only_when_their_hash_changes()
             plan.config_hash.as_str()
         );
         assert_eq!(body["metadata"]["labels"]["app.kubernetes.io/managed-by"], "bedrock-gateway-operator");
-        let config: Value = serde_json::from_str(body["data"]["config.json"].as_str().unwrap()).unwrap();
+        let config = stored_config(&body).expect("binaryData config.json.gz");
         assert_eq!(config, serde_json::to_value(&plan.rendered.config).unwrap());
-        assert!(!body.to_string().contains("bedrock-sim-secret-access-key"), "no secret in the ConfigMap");
+        assert!(!config.to_string().contains("bedrock-sim-secret-access-key"), "no secret in the ConfigMap");
 
         server
             .expect(
@@ -110,7 +110,7 @@ async fn rendered_objects_are_applied_server_side_only_when_their_hash_changes()
 }
 
 #[tokio::test]
-async fn a_config_too_large_for_a_configmap_is_refused_before_it_is_sent() {
+async fn a_config_beyond_1_mib_as_json_is_written_compressed() {
     let (client, mut server) = mock();
     let applier = Applier::new(client, "gw", "bedrock-system");
     let models: String = (0..9000)
@@ -122,6 +122,56 @@ async fn a_config_too_large_for_a_configmap_is_refused_before_it_is_sent() {
         })
         .collect();
     let plan = plan_of(&manifests(|m| m + &models));
+    let json = serde_json::to_vec(&plan.rendered.config).unwrap();
+    assert!(json.len() > MAX_OBJECT_DATA, "{} bytes of JSON would not fit", json.len());
+    let (applied, ()) = tokio::join!(applier.apply(&plan), async {
+        server
+            .expect(
+                "GET",
+                "/api/v1/namespaces/bedrock-system/configmaps/gw-config",
+                404,
+                not_found("configmaps", "gw-config"),
+            )
+            .await;
+        let body = server
+            .expect(
+                "PATCH",
+                &format!("/api/v1/namespaces/bedrock-system/configmaps/gw-config{SSA}"),
+                200,
+                json!({}),
+            )
+            .await
+            .body;
+        let encoded = body["binaryData"]["config.json.gz"].as_str().unwrap();
+        let gz = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+        assert!(gz.len() * 10 < json.len(), "{} bytes compressed of {}", gz.len(), json.len());
+        assert_eq!(stored_config(&body).unwrap(), serde_json::to_value(&plan.rendered.config).unwrap());
+        server
+            .expect(
+                "GET",
+                "/api/v1/namespaces/bedrock-system/secrets/gw-credentials",
+                404,
+                not_found("secrets", "gw-credentials"),
+            )
+            .await;
+        server
+            .expect(
+                "PATCH",
+                &format!("/api/v1/namespaces/bedrock-system/secrets/gw-credentials{SSA}"),
+                200,
+                json!({}),
+            )
+            .await;
+    });
+    assert_eq!(applied.unwrap(), Applied { config: true, credentials: true });
+}
+
+#[tokio::test]
+async fn a_config_too_large_even_compressed_is_refused_before_it_is_sent() {
+    let (client, mut server) = mock();
+    let applier = Applier::new(client, "gw", "bedrock-system");
+    let mut plan = plan_of(&manifests(|m| m));
+    plan.stored_config = StoredConfig { gz: vec![0; MAX_OBJECT_DATA + 1], json_bytes: 20_000_000 };
     // A PATCH would never be answered: the timeout turns that into a failure instead of a hang.
     let apply = tokio::time::timeout(std::time::Duration::from_secs(10), applier.apply(&plan));
     let (applied, ()) = tokio::join!(apply, async {
@@ -134,13 +184,13 @@ async fn a_config_too_large_for_a_configmap_is_refused_before_it_is_sent() {
             )
             .await;
     });
-    let message = applied.expect("refused without sending the ConfigMap").unwrap_err().to_string();
-    assert!(message.starts_with("config.json is 1"), "{message}");
-    assert!(
-        message.ends_with(
-            "bytes, more than the 1048576 a ConfigMap holds: serve fewer models (narrow spec.discovery.include) or split the release"
-        ),
-        "{message}"
+    let error = applied.expect("refused without sending the ConfigMap").unwrap_err();
+    assert!(matches!(error, ApplyError::TooLarge(_)), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "the rendered config is 1048577 bytes gzip-compressed (20000000 bytes of JSON), more than the 1048576 \
+         a ConfigMap holds, so it is not written and the proxies keep serving the last one written: serve \
+         fewer models (narrow spec.discovery.include) or split the release"
     );
     server.expect_nothing().await;
 }

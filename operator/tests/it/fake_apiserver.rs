@@ -1,5 +1,5 @@
 //! An in-memory API server for running the whole operator without a cluster: it lists and
-//! watches the objects it holds (watch events are pushed when a test changes an object), applies
+//! watches the objects it holds (per namespace or across all of them) (watch events are pushed when a test changes an object), applies
 //! server-side patches (status patches replace `.status`) and records every write.
 
 use std::collections::BTreeMap;
@@ -52,6 +52,14 @@ fn collection(kind: &str) -> (&'static str, &'static str) {
     }
 }
 
+/// The kinds the fake serves.
+const KINDS: [&str; 5] = ["BedrockAccount", "BedrockModel", "AccessPolicy", "Secret", "ConfigMap"];
+
+/// `(prefix, plural)` when `path` is the cluster-wide collection of a served kind.
+fn cluster_wide(path: &str) -> Option<(&'static str, &'static str)> {
+    KINDS.iter().map(|k| collection(k)).find(|(prefix, plural)| path == format!("{prefix}/{plural}"))
+}
+
 /// Path of an object.
 pub fn path_of(kind: &str, ns: &str, name: &str) -> String {
     let (prefix, plural) = collection(kind);
@@ -89,7 +97,11 @@ impl FakeApiServer {
         state.objects.insert(path.clone(), object.clone());
         let event = Bytes::from(format!("{}\n", json!({"type": event_type, "object": object})));
         let watched = path.rsplit_once('/').unwrap().0.to_string();
-        state.watches.retain(|(collection, tx)| collection != &watched || tx.send(event.clone()).is_ok());
+        let (prefix, plural) = collection(&kind);
+        let everywhere = format!("{prefix}/{plural}");
+        state.watches.retain(|(collection, tx)| {
+            (collection != &watched && collection != &everywhere) || tx.send(event.clone()).is_ok()
+        });
     }
 
     /// The object at `path`.
@@ -119,14 +131,21 @@ impl FakeApiServer {
                     return reply(200, object.clone());
                 }
                 let prefix = format!("{path}/");
-                let items: Vec<Value> = state
-                    .objects
-                    .iter()
-                    .filter(|(p, _)| p.starts_with(&prefix) && !p[prefix.len()..].contains('/'))
-                    .map(|(_, o)| o.clone())
-                    .collect();
+                let in_collection = |p: &str| match cluster_wide(&path) {
+                    // `{prefix}/namespaces/{ns}/{plural}/{name}` in any namespace.
+                    Some((api, plural)) => {
+                        p.strip_prefix(&format!("{api}/namespaces/")).is_some_and(|rest| {
+                            let parts: Vec<&str> = rest.split('/').collect();
+                            parts.len() == 3 && parts[1] == plural
+                        })
+                    }
+                    None => p.starts_with(&prefix) && !p[prefix.len()..].contains('/'),
+                };
+                let items: Vec<Value> =
+                    state.objects.iter().filter(|(p, _)| in_collection(p)).map(|(_, o)| o.clone()).collect();
                 let segments = path.trim_start_matches('/').split('/').count();
-                let is_collection = segments == if path.starts_with("/apis/") { 6 } else { 5 };
+                let is_collection = cluster_wide(&path).is_some()
+                    || segments == if path.starts_with("/apis/") { 6 } else { 5 };
                 if !is_collection {
                     return reply(404, not_found());
                 }

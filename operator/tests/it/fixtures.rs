@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use api::Manifests;
+use base64::Engine as _;
 use bedrock_sim::{SimConfig, SimHandle};
 use bytes::Bytes;
 use http::{Request, Response};
@@ -51,6 +52,15 @@ pub fn manifests(edit: impl FnOnce(String) -> String) -> Manifests {
 /// The plan of `manifests` without AWS facts.
 pub fn plan_of(manifests: &Manifests) -> Plan {
     plan(manifests, &Facts::default())
+}
+
+/// The config document in a ConfigMap (or a patch of one) as the operator writes it: base64 of
+/// the gzip in `binaryData` `config.json.gz`, and no plain `data`.
+pub fn stored_config(configmap: &Value) -> Option<Value> {
+    assert!(configmap.get("data").is_none(), "the config is stored only compressed: {configmap}");
+    let encoded = configmap["binaryData"]["config.json.gz"].as_str()?;
+    let gz = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    serde_json::from_slice(&api::gzip::decompress(&gz).ok()?).ok()
 }
 
 /// The client side and the scripted server side of a mock API server.

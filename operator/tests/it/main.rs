@@ -7,3 +7,4 @@ mod fake_apiserver;
 mod fixtures;
 mod operate;
 mod render_aws;
+mod scope;

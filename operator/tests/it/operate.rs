@@ -10,7 +10,7 @@ use operator::watch::Scope;
 use serde_json::Value;
 
 use crate::fake_apiserver::{FakeApiServer, path_of};
-use crate::fixtures::{Moto, endpoints, manifests, sim};
+use crate::fixtures::{Moto, endpoints, manifests, sim, stored_config};
 
 /// Polls `probe` until it returns `Some`; fails naming `what`.
 async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
@@ -59,12 +59,13 @@ async fn the_operator_renders_the_namespace_and_tells_the_truth_in_status() {
         scope: Scope::Namespaces(vec!["ai-gateway".into()]),
         aws_refresh: Duration::from_secs(300),
     };
-    let operator = tokio::spawn(operate(fake.client(), settings, Metrics::new(), "operator-0".into()));
+    let metrics = Metrics::new();
+    let operator = tokio::spawn(operate(fake.client(), settings, metrics.clone(), "operator-0".into()));
 
     let config_path = path_of("ConfigMap", "bedrock-system", "gw-config");
     let served = || -> Option<Vec<String>> {
         let cm = fake.get(&config_path)?;
-        let config: Value = serde_json::from_str(cm["data"]["config.json"].as_str()?).ok()?;
+        let config = stored_config(&cm)?;
         Some(config["models"].as_object()?.keys().cloned().collect())
     };
     // Declared models first; the discovered one once the account's catalogue is known.
@@ -111,9 +112,7 @@ async fn the_operator_renders_the_namespace_and_tells_the_truth_in_status() {
     assert_eq!(claude["status"]["region"], "us-west-2");
     assert_eq!(condition(&claude, "Reachable").unwrap().1, "ProfileFound");
     // What GetInferenceProfile said reaches the proxy too.
-    let config: Value =
-        serde_json::from_str(fake.get(&config_path).unwrap()["data"]["config.json"].as_str().unwrap())
-            .unwrap();
+    let config = stored_config(&fake.get(&config_path).unwrap()).unwrap();
     assert_eq!(
         config["models"]["demo/claude"]["underlyingModelId"],
         "anthropic.claude-3-7-sonnet-20250219-v1:0"
@@ -160,5 +159,34 @@ async fn the_operator_renders_the_namespace_and_tells_the_truth_in_status() {
     assert!(events.contains(&("nova-lite", "AccountNotReady")), "{events:?}");
     let config_writes = writes.iter().filter(|w| w.path == config_path).count();
     assert!(config_writes >= 2, "written at start and after the Secret broke");
+
+    // What the operator did is in its metrics, under Prometheus names.
+    let text = metrics.render();
+    let value = |series: &str| -> f64 {
+        let line =
+            text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in {text}"));
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    };
+    for kind in ["BedrockAccount", "BedrockModel"] {
+        assert!(
+            value(&format!("bedrock_gateway_operator_reconciles_total{{kind=\"{kind}\",result=\"ok\"}}"))
+                >= 1.0
+        );
+        assert!(
+            value(&format!("bedrock_gateway_operator_reconcile_duration_seconds_count{{kind=\"{kind}\"}}"))
+                >= 1.0
+        );
+    }
+    assert!(value("bedrock_gateway_operator_render_duration_seconds_count") >= 2.0);
+    assert_eq!(
+        value("bedrock_gateway_operator_applies_total{object=\"config\"}"),
+        config_writes as f64,
+        "one count per ConfigMap write"
+    );
+    assert!(value("bedrock_gateway_operator_problem_objects") >= 1.0, "the account with the broken Secret");
+    let gz = fake.get(&config_path).unwrap()["binaryData"]["config.json.gz"].as_str().unwrap().len() / 4 * 3;
+    let gzip_bytes = value("bedrock_gateway_operator_config_bytes{encoding=\"gzip\"}") as usize;
+    assert!(gzip_bytes.abs_diff(gz) <= 2, "{gzip_bytes} bytes, about {gz} in the ConfigMap");
+    assert!(value("bedrock_gateway_operator_config_bytes{encoding=\"json\"}") > 0.0);
     operator.abort();
 }

@@ -1,16 +1,42 @@
-//! The operator's rendered documents (`config.json`, `credentials.json`): parsing them, and the
-//! checks every config passes before it is served, whatever its source.
+//! The operator's rendered documents (`config.json` or `config.json.gz`, `credentials.json`):
+//! parsing them, and the checks every config passes before it is served, whatever its source.
 
 use std::fmt::Write as _;
 
 use api::config::{
-    AccountAuth, AccountSecret, CONFIG_FILE, CONFIG_VERSION, CREDENTIALS_FILE, Credentials, GatewayConfig,
-    Rendered,
+    AccountAuth, AccountSecret, CONFIG_FILE, CONFIG_GZ_FILE, CONFIG_VERSION, CREDENTIALS_FILE, Credentials,
+    GatewayConfig, Rendered,
 };
 use serde::de::DeserializeOwned;
 
 /// Most problems named in one message; the rest are counted.
 const MAX_LISTED: usize = 10;
+
+/// The config document as a source holds it: `config.json` (plain, as `render --out-dir` writes
+/// it) or `config.json.gz` (gzip-compressed, as the operator writes its ConfigMap).
+pub enum StoredConfig {
+    /// Plain JSON.
+    Json(Vec<u8>),
+    /// gzip-compressed JSON.
+    Gzip(Vec<u8>),
+}
+
+impl StoredConfig {
+    /// The JSON, inflated if need be; the error names the file.
+    pub fn into_json(self) -> Result<Vec<u8>, String> {
+        match self {
+            StoredConfig::Json(json) => Ok(json),
+            StoredConfig::Gzip(gz) => {
+                api::gzip::decompress(&gz).map_err(|e| format!("{CONFIG_GZ_FILE}: {e}"))
+            }
+        }
+    }
+}
+
+/// Parses a stored config and the credentials; see [`parse`].
+pub fn parse_stored(config: StoredConfig, credentials: &[u8]) -> Result<Rendered, String> {
+    parse(&config.into_json()?, credentials)
+}
 
 /// Parses the two documents. Errors name the file and the JSON path; for `credentials.json`
 /// they never quote a value, as values there are secrets.
@@ -107,6 +133,16 @@ mod tests {
         let rendered = parse(CONFIG.as_bytes(), CREDENTIALS.as_bytes()).unwrap();
         assert_eq!(rendered.config.models["demo/nova"].model_id, "amazon.nova-lite-v1:0");
         assert_eq!(check(&rendered), Ok(()));
+    }
+
+    #[test]
+    fn a_gzip_config_parses_like_the_plain_one_and_bad_gzip_is_named() {
+        let gz = StoredConfig::Gzip(api::gzip::compress(CONFIG.as_bytes()));
+        let plain = parse(CONFIG.as_bytes(), CREDENTIALS.as_bytes()).unwrap();
+        assert_eq!(parse_stored(gz, CREDENTIALS.as_bytes()).unwrap(), plain);
+        let e =
+            parse_stored(StoredConfig::Gzip(CONFIG.as_bytes().to_vec()), CREDENTIALS.as_bytes()).unwrap_err();
+        assert_eq!(e, "config.json.gz: not valid gzip data: invalid gzip header");
     }
 
     #[test]

@@ -1,4 +1,8 @@
-//! `--config-dir DIR`: the operator's rendered `config.json` and `credentials.json` as files.
+//! `--config-dir DIR`: the operator's rendered config and `credentials.json` as files.
+//!
+//! The config is `config.json.gz` (gzip, as the operator stores it in its ConfigMap) or
+//! `config.json` (as `render --out-dir` writes it); a folder holding both is refused, as it is
+//! unclear which one is meant.
 //!
 //! In a pod DIR is typically a projected volume of the `<release>-config` ConfigMap and the
 //! `<release>-credentials` Secret. The kubelet updates such a volume by writing a new
@@ -9,10 +13,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use api::config::{CONFIG_FILE, CREDENTIALS_FILE, Rendered};
+use api::config::{CONFIG_FILE, CONFIG_GZ_FILE, CREDENTIALS_FILE, Rendered};
 use sha2::{Digest, Sha256};
 
-use super::document;
+use super::document::{self, StoredConfig};
 use super::polling::LocalSource;
 
 /// The symlink the kubelet swaps atomically in a mounted ConfigMap, Secret or projected volume.
@@ -37,8 +41,25 @@ impl ConfigDir {
         std::fs::canonicalize(self.dir.join(DATA_LINK)).unwrap_or_else(|_| self.dir.clone())
     }
 
-    fn read_both(base: &Path) -> io::Result<(Vec<u8>, Vec<u8>)> {
-        Ok((std::fs::read(base.join(CONFIG_FILE))?, std::fs::read(base.join(CREDENTIALS_FILE))?))
+    /// The config in either form and the credentials in `base`.
+    fn read_both(base: &Path) -> io::Result<(StoredConfig, Vec<u8>)> {
+        let config =
+            match (read_optional(&base.join(CONFIG_GZ_FILE))?, read_optional(&base.join(CONFIG_FILE))?) {
+                (Some(gz), None) => StoredConfig::Gzip(gz),
+                (None, Some(json)) => StoredConfig::Json(json),
+                (Some(_), Some(_)) => {
+                    return Err(io::Error::other(format!(
+                        "both {CONFIG_GZ_FILE} and {CONFIG_FILE} exist; remove the one that is not meant"
+                    )));
+                }
+                (None, None) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("neither {CONFIG_GZ_FILE} nor {CONFIG_FILE} exists"),
+                    ));
+                }
+            };
+        Ok((config, std::fs::read(base.join(CREDENTIALS_FILE))?))
     }
 }
 
@@ -55,7 +76,7 @@ impl LocalSource for ConfigDir {
     /// swap changes the resolved path, an edit the size or time. No file content is read.
     fn fingerprint(&self) -> io::Result<[u8; 32]> {
         let mut hash = Sha256::new();
-        for name in [CONFIG_FILE, CREDENTIALS_FILE] {
+        for name in [CONFIG_GZ_FILE, CONFIG_FILE, CREDENTIALS_FILE] {
             let path = self.dir.join(name);
             let resolved = std::fs::canonicalize(&path).unwrap_or(path);
             hash.update(resolved.as_os_str().as_encoded_bytes());
@@ -83,8 +104,17 @@ impl LocalSource for ConfigDir {
             read => read,
         };
         let (config, credentials) = read.map_err(|e| {
-            format!("cannot read {CONFIG_FILE} and {CREDENTIALS_FILE} in {}: {e}", self.dir.display())
+            format!("cannot read the config and {CREDENTIALS_FILE} in {}: {e}", self.dir.display())
         })?;
-        document::parse(&config, &credentials)
+        document::parse_stored(config, &credentials)
+    }
+}
+
+/// The content of `path`, or `None` when it does not exist.
+fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }

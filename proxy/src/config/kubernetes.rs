@@ -1,5 +1,6 @@
-//! `--kube-configmap NAME --kube-secret NAME`: the operator's ConfigMap (`config.json`) and
-//! Secret (`credentials.json`) watched through the Kubernetes API.
+//! `--kube-configmap NAME --kube-secret NAME`: the operator's ConfigMap (`binaryData`
+//! `config.json.gz`, or `data` `config.json`) and Secret (`credentials.json`) watched through the
+//! Kubernetes API.
 //!
 //! Each object is watched on its own by `fieldSelector=metadata.name=NAME` (list, then watch from
 //! the list's resourceVersion; relist after `410 Gone`), so the proxy's RBAC can be limited by
@@ -14,13 +15,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use api::config::{CONFIG_FILE, CONFIG_HASH_ANNOTATION, CREDENTIALS_FILE};
+use api::config::{CONFIG_FILE, CONFIG_GZ_FILE, CONFIG_HASH_ANNOTATION, CREDENTIALS_FILE};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 
+use super::document::StoredConfig;
 use super::files::ConfigDir;
 use super::{Publisher, document, polling};
 
@@ -194,7 +196,8 @@ impl Follower<'_> {
         let publisher = self.publisher.clone();
         let fallback = self.fallback.clone();
         let served = tokio::task::spawn_blocking(move || {
-            let rendered = loaded.and_then(|(config, credentials)| document::parse(&config, &credentials));
+            let rendered =
+                loaded.and_then(|(config, credentials)| document::parse_stored(config, &credentials));
             publisher.apply_superseding(&origin, rendered, fallback.as_deref())
         })
         .await;
@@ -209,22 +212,36 @@ impl Follower<'_> {
         &self,
         configmap: Option<&ConfigMap>,
         secret: Option<&Secret>,
-    ) -> Result<(Vec<u8>, Vec<u8>), String> {
+    ) -> Result<(StoredConfig, Vec<u8>), String> {
         let (ns, source) = (&self.source.namespace, self.source);
         let configmap =
             configmap.ok_or_else(|| format!("ConfigMap {ns}/{} does not exist", source.configmap))?;
         let secret = secret.ok_or_else(|| format!("Secret {ns}/{} does not exist", source.secret))?;
-        let config = configmap
-            .data
-            .as_ref()
-            .and_then(|d| d.get(CONFIG_FILE))
-            .ok_or_else(|| format!("ConfigMap {ns}/{} has no key {CONFIG_FILE}", source.configmap))?;
+        let gz = configmap.binary_data.as_ref().and_then(|d| d.get(CONFIG_GZ_FILE));
+        let json = configmap.data.as_ref().and_then(|d| d.get(CONFIG_FILE));
+        let config = match (gz, json) {
+            (Some(gz), None) => StoredConfig::Gzip(gz.0.clone()),
+            (None, Some(json)) => StoredConfig::Json(json.as_bytes().to_vec()),
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "ConfigMap {ns}/{} has both binaryData {CONFIG_GZ_FILE} and data {CONFIG_FILE}; \
+                     remove the one that is not meant",
+                    source.configmap
+                ));
+            }
+            (None, None) => {
+                return Err(format!(
+                    "ConfigMap {ns}/{} has neither binaryData {CONFIG_GZ_FILE} nor data {CONFIG_FILE}",
+                    source.configmap
+                ));
+            }
+        };
         let credentials = secret
             .data
             .as_ref()
             .and_then(|d| d.get(CREDENTIALS_FILE))
             .ok_or_else(|| format!("Secret {ns}/{} has no key {CREDENTIALS_FILE}", source.secret))?;
-        Ok((config.as_bytes().to_vec(), credentials.0.clone()))
+        Ok((config, credentials.0.clone()))
     }
 }
 

@@ -16,6 +16,8 @@ pub mod refresh;
 pub mod static_keys;
 pub mod sts;
 
+pub(crate) use sts::http_client as sdk_http_client;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
@@ -173,6 +175,39 @@ impl AccountCredentials {
             self.account, why.message
         ))
         .with_code("aws_credentials_unavailable")
+    }
+}
+
+/// The SDK's view of the same credentials, for the S3 client of `/v1/files` and `/v1/batches`:
+/// every call takes the current keys from the account's cache. A Bedrock API key signs no S3
+/// call, so those accounts fail here (callers check [`AccountCredentials::sigv4`] first to
+/// answer a clear 400).
+impl aws_credential_types::provider::ProvideCredentials for AccountCredentials {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        use aws_credential_types::provider::error::CredentialsError;
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            match self.authorization().await {
+                Ok(Authorization::SigV4(identity)) => identity
+                    .data::<Credentials>()
+                    .cloned()
+                    .ok_or_else(|| CredentialsError::not_loaded("the identity carries no AWS keys")),
+                Ok(Authorization::Bearer(_)) => {
+                    Err(CredentialsError::not_loaded("a Bedrock API key cannot sign S3 requests"))
+                }
+                Err(e) => Err(CredentialsError::not_loaded(e.message)),
+            }
+        })
+    }
+}
+
+impl AccountCredentials {
+    /// Whether the account signs with SigV4 (AWS keys), which S3 and the Bedrock control plane's
+    /// batch calls need; `false` for a Bedrock API key.
+    pub fn sigv4(&self) -> bool {
+        !matches!(self.kind, Kind::Bearer(_))
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use api::config::ModelKind;
 use bytes::{Bytes, BytesMut};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
@@ -31,7 +31,7 @@ use crate::translate::chat_converse::{
     ChatStream, ReplyContext, chat_completion, converse_request, guardrail_config,
 };
 use crate::translate::{StreamStep, StreamTranslator};
-use crate::usage::{self, Record, chat_tokens};
+use crate::usage::{self, Record, chat_tokens, content};
 
 const ENDPOINT: &str = "chat";
 /// Names the model (and region) that answered: the requested one, or a fallback.
@@ -57,9 +57,11 @@ async fn complete(
 ) -> Result<Response<ResponseBody>, ApiError> {
     let snapshot = snapshot(app)?;
     let (parts, body) = req.into_parts();
+    let takes_trailers = usage::accepts_trailers(parts.version, &parts.headers);
     let subject = app.auth.authenticate(&parts.headers, &snapshot).await?;
     let subject = &subject;
-    let mut request = parse_chat_request(&read_body(app, body).await?)?;
+    let raw = read_body(app, body).await?;
+    let mut request = parse_chat_request(&raw)?;
     otel::request_model(&request.model);
     otel::chat_parameters(&request);
     let route =
@@ -120,8 +122,12 @@ async fn complete(
                 cost = Some(cost.unwrap_or(0.0) + usd);
             }
         }
-        let mut response =
-            json_response(StatusCode::OK, serde_json::to_vec(&completion).expect("completion serializes"));
+        let body = serde_json::to_vec(&completion).expect("completion serializes");
+        if app.usage.logs_content() {
+            let text = content::completion_text(&body);
+            content::log(&meta.id, ENDPOINT, &route.model.served_name, &raw, &text);
+        }
+        let mut response = json_response(StatusCode::OK, body);
         usage::set_headers(response.headers_mut(), &admission, cost);
         response.headers_mut().insert(SERVED_BY, served_by(&used));
         return Ok(response);
@@ -131,6 +137,8 @@ async fn complete(
         .await
         .inspect_err(failed)?;
     let include_usage = request.stream_options.include_usage;
+    // The cost trailer is announced only when it will come: a priced model and a client that reads it.
+    let cost_trailer = takes_trailers && app.usage.prices(&answer.route.model).is_some();
     let rate_headers = admission.headers().clone();
     let request_id = meta.id.clone();
     let reply = answer.extra.unwrap_or(reply);
@@ -144,6 +152,9 @@ async fn complete(
         done: false,
         idle: Box::pin(tokio::time::sleep(idle_after)),
         idle_after,
+        cost_trailer,
+        trailers: None,
+        transcript: app.usage.logs_content().then(|| (raw, BytesMut::new())),
         finish: Some(StreamFinish {
             app: app.clone(),
             route: route.clone(),
@@ -162,6 +173,9 @@ async fn complete(
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(SERVED_BY, served_by);
+    if cost_trailer {
+        usage::announce_cost_trailer(headers);
+    }
     Ok(response)
 }
 
@@ -261,6 +275,12 @@ struct SseBody {
     /// Fires when Bedrock has sent nothing for `idle_after`; pushed back by every frame.
     idle: Pin<Box<Sleep>>,
     idle_after: Duration,
+    /// Whether the stream ends with the cost trailer (announced in the response head).
+    cost_trailer: bool,
+    /// The trailers frame still to send after the last data.
+    trailers: Option<HeaderMap>,
+    /// With `--log-content`: the request body and the SSE written so far, logged at the end.
+    transcript: Option<(Bytes, BytesMut)>,
     finish: Option<StreamFinish>,
 }
 
@@ -281,7 +301,15 @@ impl SseBody {
                 first_token: f.first_token,
                 ..Record::new(ENDPOINT, &f.request_id, &f.subject, &f.served.model, f.started, &f.admission)
             };
-            f.app.usage.record(&record);
+            let cost = f.app.usage.record(&record);
+            if let Some((prompt, mut sse)) = self.transcript.take() {
+                // The last chunks may still wait in `out`.
+                sse.extend_from_slice(&self.out);
+                content::log(&f.request_id, ENDPOINT, served, &prompt, &content::stream_text(&sse));
+            }
+            if self.cost_trailer {
+                self.trailers = cost.map(usage::cost_trailers);
+            }
         }
     }
 
@@ -308,10 +336,14 @@ impl Body for SseBody {
                 if let Some(f) = this.finish.as_mut().filter(|f| f.first_token.is_none()) {
                     f.first_token = Some(Instant::now());
                 }
-                return Poll::Ready(Some(Ok(Frame::data(this.out.split().freeze()))));
+                let data = this.out.split().freeze();
+                if let Some((_, sse)) = &mut this.transcript {
+                    sse.extend_from_slice(&data);
+                }
+                return Poll::Ready(Some(Ok(Frame::data(data))));
             }
             if this.done {
-                return Poll::Ready(None);
+                return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
             }
             let Poll::Ready(frame) = Pin::new(&mut this.upstream).poll_frame(cx) else {
                 if this.idle.as_mut().poll(cx).is_ready() {

@@ -1,8 +1,10 @@
 //! HTTP endpoints, one file per API surface, and the helpers they share.
 
+pub mod batches;
 pub mod chat;
 pub mod chat_images;
 pub mod embeddings;
+pub mod files;
 pub mod images;
 pub mod models;
 pub mod ops;

@@ -10,6 +10,7 @@ use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::server::App;
 use crate::translate::chat_converse::family::{Capabilities, ReasoningStyle};
+use crate::usage::Prices;
 
 #[derive(Serialize)]
 struct ModelList<'a> {
@@ -28,6 +29,33 @@ struct ModelEntry<'a> {
     /// Gateway extension, chat models only: what the model accepts besides text.
     #[serde(skip_serializing_if = "Option::is_none")]
     capabilities: Option<ChatCapabilities>,
+    /// Gateway extension: the USD prices the caller is billed at (after `spec.cost`), absent for
+    /// unpriced models. Browsers cannot read the cost trailer of a stream; with these they price
+    /// its usage chunk themselves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pricing: Option<Pricing>,
+}
+
+/// A model's effective prices, USD.
+#[derive(Serialize)]
+struct Pricing {
+    input_per_million_tokens: f64,
+    output_per_million_tokens: f64,
+    cache_read_per_million_tokens: f64,
+    cache_write_per_million_tokens: f64,
+    per_image: f64,
+}
+
+impl From<Prices> for Pricing {
+    fn from(p: Prices) -> Self {
+        Pricing {
+            input_per_million_tokens: p.input_per_million,
+            output_per_million_tokens: p.output_per_million,
+            cache_read_per_million_tokens: p.cache_read_per_million,
+            cache_write_per_million_tokens: p.cache_write_per_million,
+            per_image: p.per_image,
+        }
+    }
 }
 
 /// The chat features a client may offer for a model (from the model-family table).
@@ -68,6 +96,7 @@ pub async fn list<B>(app: &App, req: &Request<B>) -> Result<Response<ResponseBod
             owned_by: &r.model.account,
             kind: r.model.kind,
             capabilities: ChatCapabilities::of(&r.model),
+            pricing: app.usage.prices(&r.model).map(Pricing::from),
         })
         .collect();
     let body = serde_json::to_vec(&ModelList { object: "list", data }).expect("model list serializes");

@@ -319,7 +319,8 @@ fn typed_fields(mut fields: Map<String, Value>) -> Result<WireOptions, ApiError>
     from_json(&serde_json::to_vec(&Value::Object(fields)).expect("a JSON map serializes"))
 }
 
-fn multipart_error(err: multer::Error) -> ApiError {
+/// 413 naming the part over its limit, 400 for any other unreadable multipart body.
+pub(crate) fn multipart_error(err: multer::Error) -> ApiError {
     match err {
         multer::Error::FieldSizeExceeded { limit, field_name } => {
             let name = field_name.unwrap_or_default();

@@ -5,7 +5,9 @@
 //! Response types serialize exactly as the OpenAI OpenAPI spec requires, including the fields it
 //! marks required even when they are always `null` here (`logprobs`, `refusal`).
 
+pub mod batches;
 pub mod chat;
 pub mod embeddings;
+pub mod files;
 pub mod images;
-mod parse;
+pub(crate) mod parse;

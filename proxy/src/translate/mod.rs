@@ -13,6 +13,7 @@
 //!
 //! Backend HTTP errors are mapped by the backend module (`bedrock::errors`), not here.
 
+pub mod batch_bedrock;
 pub mod chat_converse;
 pub mod embeddings_cohere;
 pub mod embeddings_titan;

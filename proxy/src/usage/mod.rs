@@ -12,16 +12,21 @@
 //!
 //! The usage log line (target `bedrock_gateway::usage`, JSON with `--log-format json`) carries
 //! who, what model, tokens by type, cost, latency, status and request id; never a prompt, a
-//! completion or a credential. Streamed responses cannot carry the cost in a header (it is known
-//! only at the end): for them it is in the usage log line and in `bedrock_gateway_cost_usd_total`.
+//! completion or a credential (prompts and completions go to their own line only with
+//! `--log-content`, see [`content`]). Streamed responses cannot carry the cost in a header (it is known
+//! only at the end): they carry it in an HTTP trailer of the same name when the client takes
+//! trailers (HTTP/2, or HTTP/1.1 with `TE: trailers`; announced by a `Trailer` header), and always
+//! in the usage log line and in `bedrock_gateway_cost_usd_total`. Browsers cannot read trailers:
+//! `/v1/models` gives each model's effective prices so a page can price the usage chunk itself.
 
+pub mod content;
 pub mod pricing;
 
 use std::time::Instant;
 
 use api::config::Model;
-use http::HeaderMap;
-use http::header::{HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue, TE, TRAILER};
+use http::{HeaderMap, Version};
 
 pub use self::pricing::{PriceTable, Prices, Tokens};
 use crate::auth::Subject;
@@ -31,7 +36,8 @@ use crate::metrics::Metrics;
 use crate::openai::chat::Usage;
 use crate::policy::PolicySet;
 
-/// Response header with the cost of a non-streamed request, in USD.
+/// Response header with the cost of a non-streamed request, and trailer with the cost of a
+/// streamed one, in USD.
 pub const COST_HEADER: HeaderName = HeaderName::from_static("x-bedrock-gateway-cost-usd");
 
 /// Target of the usage log lines, to route or filter them (`RUST_LOG=bedrock_gateway::usage=info`).
@@ -42,6 +48,7 @@ pub struct Recorder {
     metrics: Metrics,
     prices: &'static PriceTable,
     limiter: Limiter,
+    log_content: bool,
 }
 
 /// One finished request, as recorded.
@@ -99,7 +106,23 @@ impl<'a> Record<'a> {
 impl Recorder {
     /// A recorder over the built-in price table.
     pub fn new(metrics: Metrics, limiter: Limiter) -> Recorder {
-        Recorder { metrics, prices: PriceTable::builtin(), limiter }
+        Recorder { metrics, prices: PriceTable::builtin(), limiter, log_content: false }
+    }
+
+    /// Logs prompts and completions too (`--log-content`; see [`content`]).
+    pub fn logging_content(mut self, on: bool) -> Recorder {
+        self.log_content = on;
+        self
+    }
+
+    /// Whether prompts and completions are logged.
+    pub fn logs_content(&self) -> bool {
+        self.log_content
+    }
+
+    /// The prices `model` is billed at (table, region, tier and `spec.cost`), `None` when unpriced.
+    pub fn prices(&self, model: &Model) -> Option<Prices> {
+        self.prices.prices(model)
     }
 
     /// Admits a call of `served` by `subject` under its policies' limits, or the 429 to answer.
@@ -213,6 +236,29 @@ pub fn set_headers(headers: &mut HeaderMap, admission: &Admission, cost: Option<
     }
 }
 
+/// Whether a client can receive trailers: always over HTTP/2, over HTTP/1.1 only when it says
+/// `TE: trailers` (the same test hyper applies before it writes trailers).
+pub fn accepts_trailers(version: Version, headers: &HeaderMap) -> bool {
+    version == Version::HTTP_2
+        || headers.get_all(TE).iter().any(|v| {
+            v.to_str().is_ok_and(|line| line.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")))
+        })
+}
+
+/// Announces the cost trailer in the response head (HTTP/1.1 sends only announced trailers).
+pub fn announce_cost_trailer(headers: &mut HeaderMap) {
+    headers.insert(TRAILER, HeaderValue::from_static("x-bedrock-gateway-cost-usd"));
+}
+
+/// The trailers closing a priced stream: its cost.
+pub fn cost_trailers(cost: f64) -> HeaderMap {
+    let mut trailers = HeaderMap::with_capacity(1);
+    if let Ok(value) = HeaderValue::try_from(cost_text(cost)) {
+        trailers.insert(COST_HEADER, value);
+    }
+    trailers
+}
+
 /// A cost as decimal USD without exponent or trailing zeros: `0.0000013`, `0.25`, `0`.
 pub fn cost_text(usd: f64) -> String {
     let text = format!("{usd:.10}");
@@ -232,6 +278,18 @@ mod tests {
         assert_eq!(cost_text(0.25), "0.25");
         assert_eq!(cost_text(0.0), "0");
         assert_eq!(cost_text(12.0), "12");
+    }
+
+    #[test]
+    fn trailers_only_for_clients_that_take_them() {
+        let mut headers = HeaderMap::new();
+        assert!(accepts_trailers(Version::HTTP_2, &headers));
+        assert!(!accepts_trailers(Version::HTTP_11, &headers));
+        headers.insert(TE, HeaderValue::from_static("gzip"));
+        assert!(!accepts_trailers(Version::HTTP_11, &headers));
+        headers.append(TE, HeaderValue::from_static("deflate, Trailers"));
+        assert!(accepts_trailers(Version::HTTP_11, &headers));
+        assert_eq!(cost_trailers(0.00000132)[COST_HEADER], "0.00000132");
     }
 
     #[test]

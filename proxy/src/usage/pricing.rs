@@ -41,7 +41,27 @@ pub struct PriceTable {
     pub sources: Vec<String>,
     /// Share of the on-demand price batch inference saves (0.5: half price).
     pub batch_discount: f64,
+    /// Where the prices of each model family were checked, and whether an AWS page confirmed them.
+    #[serde(default)]
+    pub provenance: Vec<Provenance>,
     models: HashMap<String, TableEntry>,
+}
+
+/// Where the prices of some models come from.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Provenance {
+    /// Underlying model ids this entry covers.
+    pub models: Vec<String>,
+    /// Page the prices were read from.
+    pub source: String,
+    /// Day they were checked (`YYYY-MM-DD`).
+    pub checked: String,
+    /// Whether an AWS page (or a verbatim copy of it) confirmed them; `false`: third-party only.
+    pub verified: bool,
+    /// What was read where, and what is uncertain.
+    #[serde(default)]
+    pub note: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,6 +290,25 @@ mod tests {
                 batch_discount: 0.5
             }
         );
+    }
+
+    #[test]
+    fn every_built_in_price_names_its_source() {
+        let t = PriceTable::builtin();
+        let mut covered: Vec<&str> =
+            t.provenance.iter().flat_map(|p| p.models.iter().map(String::as_str)).collect();
+        covered.sort_unstable();
+        let mut priced: Vec<&str> = t.models.keys().map(String::as_str).collect();
+        priced.sort_unstable();
+        assert_eq!(covered, priced, "each priced model appears in exactly one provenance entry");
+        // Checked against the pricing page: Nova Premier reads its prompt cache at a quarter price.
+        let premier = t.prices(&model("us.amazon.nova-premier-v1:0", "us-east-1", None)).unwrap();
+        assert_eq!((premier.input_per_million, premier.cache_read_per_million), (2.5, 0.625));
+        for p in &t.provenance {
+            assert!(p.source.starts_with("https://"), "{p:?}");
+            assert_eq!(p.checked.len(), 10, "{p:?}");
+            assert!(!p.note.is_empty(), "{p:?}");
+        }
     }
 
     #[test]

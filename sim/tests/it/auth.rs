@@ -131,6 +131,7 @@ async fn configured_credentials_replace_the_defaults() {
         bearer_tokens: vec!["other-token".into()],
         record_requests: false,
         moto_url: None,
+        batch: bedrock_sim::BatchConfig::default(),
     };
     let sim = start_with(config).await;
     let ok = Auth::SigV4("AKIAOTHER", "other-secret", None, SystemTime::now());

@@ -2,6 +2,7 @@
 //! HTTP/1.1 and h2c, checking status codes, headers, exact bodies and event-stream frames.
 
 mod auth;
+mod batch;
 mod common;
 mod control;
 mod converse;

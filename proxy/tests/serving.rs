@@ -1,0 +1,281 @@
+//! The serving side: the concurrency cap, the request body limit, HTTP/2 (h2c and over TLS with
+//! ALPN) and the TLS listener reloading its certificate.
+
+mod fixtures;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fixtures::{Harness, KEY, sse_events};
+use http::{Method, Request, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use proxy::concurrency::Concurrency;
+use proxy::metrics::Metrics;
+use proxy::server::{App, serve_tls};
+use proxy::tls::ReloadingCert;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+
+fn chat_request(text: &str, stream: bool) -> String {
+    json!({"model": "demo/nova-lite", "stream": stream, "messages": [{"role": "user", "content": text}]})
+        .to_string()
+}
+
+fn post_chat(url: &str, body: String) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(format!("{url}/v1/chat/completions"))
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+async fn text(body: Incoming) -> String {
+    String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+/// The value of an unlabelled sample in a Prometheus exposition.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_the_cap_get_503_with_retry_after_until_streams_end() {
+    let h = Harness::start_configured(|app| app.concurrency = Concurrency::new(2, &app.metrics)).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    // Two slow streams hold both slots from their headers until their last event.
+    let slow = "one two three four five six [[sim:gap=100]]";
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let r = client.request(post_chat(&h.url, chat_request(slow, true))).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        streams.push(r);
+    }
+
+    let refused =
+        h.chat(json!({"model": "demo/nova-lite", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.header("retry-after").as_deref(), Some("1"));
+    assert_eq!(refused.content_type, "application/json");
+    assert_eq!(
+        refused.json(),
+        json!({"error": {
+            "message": "The gateway is serving its limit of 2 concurrent requests; retry after 1 s.",
+            "type": "server_error", "param": null, "code": "overloaded"}})
+    );
+    // Probes and metrics are answered over the cap.
+    assert_eq!(h.call(Method::GET, "/healthz", None, None).await.status, StatusCode::OK);
+    let metrics = h.call(Method::GET, "/metrics", None, None).await.text();
+    assert_eq!(sample(&metrics, "bedrock_gateway_in_flight_requests"), Some(2.0), "{metrics}");
+    assert_eq!(sample(&metrics, "bedrock_gateway_overloaded_requests_total"), Some(1.0), "{metrics}");
+
+    for r in streams {
+        let events = sse_events(&text(r.into_body()).await);
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    }
+    // The slots came back with the last bytes of the streams.
+    let metrics = h.call(Method::GET, "/metrics", None, None).await.text();
+    assert_eq!(sample(&metrics, "bedrock_gateway_in_flight_requests"), Some(0.0), "{metrics}");
+    let r = h.chat(json!({"model": "demo/nova-lite", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_body_over_the_limit_is_a_413() {
+    // The harness allows 1 MiB.
+    let h = Harness::start().await;
+    let padding = "x".repeat(1024 * 1024);
+    let r =
+        h.chat(json!({"model": "demo/nova-lite", "messages": [{"role": "user", "content": padding}]})).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        r.json(),
+        json!({"error": {
+            "message": "The request body is larger than the gateway's limit of 1048576 bytes.",
+            "type": "invalid_request_error", "param": null, "code": "request_too_large"}})
+    );
+    assert!(h.sim.requests().is_empty(), "nothing reached Bedrock");
+    // Just under the limit is served.
+    let padding = "x".repeat(1024 * 1024 - 200);
+    let r =
+        h.chat(json!({"model": "demo/nova-lite", "messages": [{"role": "user", "content": padding}]})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+}
+
+/// Sends `req` over an HTTP/2 connection on `io` and returns the response.
+async fn h2_request<I>(io: I, req: Request<Full<Bytes>>) -> http::Response<Incoming>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)).await.unwrap();
+    tokio::spawn(conn);
+    sender.send_request(req).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_with_prior_knowledge_and_http1_share_the_port() {
+    let h = Harness::start().await;
+    let addr = h.url.trim_start_matches("http://").to_owned();
+    let r = h2_request(
+        TcpStream::connect(&addr).await.unwrap(),
+        post_chat(&h.url, chat_request("over h2", false)),
+    )
+    .await;
+    assert_eq!((r.version(), r.status()), (Version::HTTP_2, StatusCode::OK));
+    let body: Value = serde_json::from_str(&text(r.into_body()).await).unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "Simulated reply to: over h2");
+
+    let r = h2_request(
+        TcpStream::connect(&addr).await.unwrap(),
+        post_chat(&h.url, chat_request("stream over h2", true)),
+    )
+    .await;
+    assert_eq!((r.version(), r.status()), (Version::HTTP_2, StatusCode::OK));
+    let events = sse_events(&text(r.into_body()).await);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+
+    // The same port still speaks HTTP/1.1.
+    let r = h.chat(json!({"model": "demo/nova-lite", "messages": [{"role": "user", "content": "h1"}]})).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+/// A self-signed certificate for `localhost` and its key, as PEM.
+fn self_signed() -> (String, String) {
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    (cert.pem(), key_pair.serialize_pem())
+}
+
+/// Replaces `path` the way a Secret volume does: write beside it, then rename over it.
+fn swap(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A TLS connection to `addr` offering h2 and http/1.1, trusting `trusted`.
+async fn tls_connect(addr: &str, trusted: &[&str]) -> tokio_rustls::client::TlsStream<TcpStream> {
+    tls_connect_alpn(addr, trusted, &[b"h2", b"http/1.1"]).await
+}
+
+/// A TLS connection to `addr` offering `alpn`, trusting `trusted`.
+async fn tls_connect_alpn(
+    addr: &str,
+    trusted: &[&str],
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in trusted {
+        roots.add(pem_der(pem)).unwrap();
+    }
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap()
+}
+
+fn pem_der(pem: &str) -> CertificateDer<'static> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+}
+
+/// The certificate the server presented on `tls`.
+fn served_cert(tls: &tokio_rustls::client::TlsStream<TcpStream>) -> CertificateDer<'static> {
+    tls.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_listener_speaks_h2_by_alpn_and_reloads_its_certificate() {
+    let dir = std::env::temp_dir().join(format!("bgw-tls-{}-{}", std::process::id(), fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let (a_cert, a_key) = self_signed();
+    let (b_cert, b_key) = self_signed();
+    std::fs::write(&cert_path, &a_cert).unwrap();
+    std::fs::write(&key_path, &a_key).unwrap();
+
+    let metrics = Metrics::new();
+    let certs = Arc::new(ReloadingCert::load(&cert_path, &key_path, &metrics).unwrap());
+    let app = Arc::new(App::new(Arc::default(), metrics.clone(), 1024));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(serve_tls(listener, app, certs.acceptor().unwrap(), std::future::pending(), Duration::ZERO));
+    tokio::spawn(certs.clone().reload_every(Duration::from_millis(50)));
+    let trusted = [a_cert.as_str(), b_cert.as_str()];
+
+    // Certificate A; ALPN picks h2, and HTTP/2 requests are served.
+    let tls = tls_connect(&addr, &trusted).await;
+    assert_eq!(served_cert(&tls), pem_der(&a_cert));
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let req = Request::get(format!("https://{addr}/healthz")).body(Full::default()).unwrap();
+    let r = h2_request(tls, req).await;
+    assert_eq!((r.version(), r.status()), (Version::HTTP_2, StatusCode::OK));
+    assert_eq!(text(r.into_body()).await, "ok\n");
+
+    // The files become certificate B: new connections get B, without a restart.
+    swap(&key_path, &b_key);
+    swap(&cert_path, &b_cert);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while served_cert(&tls_connect(&addr, &trusted).await) != pem_der(&b_cert) {
+        assert!(tokio::time::Instant::now() < deadline, "certificate B was never served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reloads = metrics.tls_reloads.with_label_values(&["success"]);
+    assert!(reloads.get() >= 2, "the first load and B's");
+
+    // A broken pair (A's certificate with B's key) is refused, counted, and B stays.
+    swap(&cert_path, &a_cert);
+    let errors = metrics.tls_reloads.with_label_values(&["error"]);
+    while errors.get() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the broken pair was never noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(served_cert(&tls_connect(&addr, &trusted).await), pem_der(&b_cert));
+    // Garbage is refused the same way.
+    swap(&cert_path, "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
+    while errors.get() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the garbage file was never noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(served_cert(&tls_connect(&addr, &trusted).await), pem_der(&b_cert));
+    assert!(!certs.reload(), "nothing changed since the last check");
+
+    // Clients that offer only http/1.1 get it.
+    let tls = tls_connect_alpn(&addr, &trusted, &[b"http/1.1"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/healthz").header("host", "localhost").body(Full::<Bytes>::default()).unwrap();
+    let r = sender.send_request(req).await.unwrap();
+    assert_eq!((r.version(), r.status()), (Version::HTTP_11, StatusCode::OK));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_certificate_that_does_not_load_stops_the_start() {
+    let dir = std::env::temp_dir().join(format!("bgw-tls-bad-{}-{}", std::process::id(), fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a_cert, _) = self_signed();
+    let (_, b_key) = self_signed();
+    std::fs::write(dir.join("tls.crt"), &a_cert).unwrap();
+    std::fs::write(dir.join("tls.key"), &b_key).unwrap();
+    let err = ReloadingCert::load(&dir.join("tls.crt"), &dir.join("tls.key"), &Metrics::new()).err().unwrap();
+    assert!(err.contains("the certificate and key do not load together"), "{err}");
+    std::fs::write(dir.join("tls.key"), "").unwrap();
+    let err = ReloadingCert::load(&dir.join("tls.crt"), &dir.join("tls.key"), &Metrics::new()).err().unwrap();
+    assert!(err.contains("the key file holds no private key"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,436 @@
+"""/v1/files and /v1/batches end to end: the official openai SDK against the proxy, whose account
+"demo" keeps its files in moto_server's S3 and runs batches as bedrock-sim batch inference jobs
+(which read and write the same S3).
+
+This module runs its own sim (a job needs 3 records, statuses step every 50 ms) and gateway (a
+batch needs 2 requests, so a 2-request batch passes the gateway and fails in Bedrock: the
+"failing job" case). Every proxy response is validated against the OpenAI spec and every request
+the sim receives against the AWS model and SigV4 (conftest).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import httpx
+import openai
+import pytest
+from botocore.config import Config
+
+from conftest import (
+    NOVA_ONLY_KEY,
+    QUICKSTART_KEY,
+    Gateway,
+    Moto,
+    Sim,
+    start_gateway_proc,
+    start_moto,
+    start_sim,
+    write_manifests,
+)
+from contracts import OpenAIContract, OPENAPI_PATH
+
+BUCKET = "bgw-batch-e2e"
+AUDITOR_KEY = "sk-bgw-batch-auditor"
+CHAT = "demo/nova-lite"
+EMBED = "demo/titan-embed-v2"
+URL_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def moto(logdir: Path) -> Moto:
+    """A moto of its own: S3 multipart uploads leave parts moto's data dump cannot list."""
+    m = start_moto(logdir, name="moto-batch")
+    yield m
+    m.proc.stop()
+
+
+@pytest.fixture(scope="module")
+def sim(logdir: Path, moto: Moto) -> Sim:
+    s = start_sim(logdir, moto.url, ("--batch-min-records", "3", "--batch-step-ms", "50"), name="bedrock-sim-batch")
+    yield s
+    s.proc.stop()
+
+
+@pytest.fixture(scope="module")
+def s3(moto: Moto):
+    client = botocore.session.get_session().create_client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=moto.url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+@pytest.fixture(scope="module")
+def gateway(sim: Sim, moto: Moto, s3, logdir: Path) -> Gateway:
+    manifests = write_manifests(logdir / "manifests-batch", sim.url)
+    account = manifests / "account.yaml"
+    text = account.read_text()
+    control = f'    control: "{sim.url}"\n'
+    assert control in text, text
+    text = text.replace(
+        control,
+        control
+        + f'    s3: "{moto.url}"\n'
+        + f"  batch:\n    bucket: {BUCKET}\n    prefix: gateway/\n"
+        + "    roleArn: arn:aws:iam::123456789012:role/bedrock-batch\n",
+        1,
+    )
+    account.write_text(text)
+    (manifests / "test-batch-auditor.yaml").write_text(
+        f"""\
+# May see every caller's files and batches (and call no model).
+apiVersion: v1
+kind: Secret
+metadata:
+  name: batch-auditor-key
+  namespace: ai-gateway
+type: bedrockgateway.io/api-key
+stringData:
+  key: {AUDITOR_KEY}
+  user: auditor@example.com
+---
+apiVersion: bedrockgateway.io/v1alpha1
+kind: AccessPolicy
+metadata:
+  name: batch-auditor
+  namespace: ai-gateway
+spec:
+  subjects:
+    - user: auditor@example.com
+  models: ["batch-owner:*"]
+"""
+    )
+    gw = start_gateway_proc(manifests, logdir, name="bedrock-gateway-proxy-batch", extra_args=["--batch-min-records", "2"])
+    yield gw
+    gw.proc.stop()
+
+
+@pytest.fixture(scope="module")
+def contract() -> OpenAIContract:
+    import yaml
+
+    return OpenAIContract(yaml.safe_load(OPENAPI_PATH.read_text()))
+
+
+# ------------------------------------------------------------------- helpers
+def chat_line(custom_id: str, text: str, model: str = CHAT) -> dict[str, Any]:
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 50},
+    }
+
+
+def embed_line(custom_id: str, text: str) -> dict[str, Any]:
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings", "body": {"model": EMBED, "input": text}}
+
+
+def jsonl(lines: list[Any]) -> bytes:
+    return "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines).encode()
+
+
+def upload(client: openai.OpenAI, lines: list[Any], name: str = "requests.jsonl"):
+    return client.files.create(file=(name, jsonl(lines), "application/jsonl"), purpose="batch")
+
+
+def error_of(exc: openai.APIStatusError) -> dict[str, Any]:
+    return exc.response.json()["error"]
+
+
+def wait(client: openai.OpenAI, batch_id: str, until: set[str], timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while True:
+        batch = client.batches.retrieve(batch_id)
+        if not seen or seen[-1] != batch.status:
+            seen.append(batch.status)
+        if batch.status in until:
+            return batch, seen
+        if time.monotonic() > deadline:
+            pytest.fail(f"batch {batch_id} still {batch.status} after {timeout}s (seen {seen})")
+        time.sleep(0.1)
+
+
+def lines_of(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------- files
+def test_files_upload_list_retrieve_content_and_delete(client_for):
+    client = client_for(QUICKSTART_KEY)
+    body = jsonl([chat_line("a", "one"), chat_line("b", "two")])
+    created = client.files.create(file=("my requests.jsonl", body, "application/jsonl"), purpose="batch")
+    assert created.id.startswith("file-") and URL_SAFE.match(created.id), created.id
+    assert (created.object, created.purpose, created.status) == ("file", "batch", "processed")
+    assert (created.bytes, created.filename) == (len(body), "my requests.jsonl")
+    assert abs(created.created_at - time.time()) < 60
+
+    assert client.files.retrieve(created.id) == created
+    assert client.files.content(created.id).content == body
+
+    newer = upload(client, [chat_line("x", "three")], name="second.jsonl")
+    listed = client.files.list(purpose="batch")
+    ids = [f.id for f in listed.data]
+    assert ids.index(newer.id) < ids.index(created.id), "newest first"
+    page = client.files.list(purpose="batch", limit=1)
+    assert [f.id for f in page.data] == [newer.id] and page.has_more
+    nxt = client.files.list(purpose="batch", limit=1, after=newer.id)
+    assert [f.id for f in nxt.data] == [created.id]
+
+    deleted = client.files.delete(created.id)
+    assert (deleted.id, deleted.object, deleted.deleted) == (created.id, "file", True)
+    with pytest.raises(openai.NotFoundError) as e:
+        client.files.retrieve(created.id)
+    assert error_of(e.value)["message"] == f"No such File object: {created.id}"
+    assert created.id not in [f.id for f in client.files.list().data]
+
+
+def test_a_large_file_goes_up_in_parts(client_for):
+    client = client_for(QUICKSTART_KEY)
+    # ~9 MiB: more than one 8 MiB part, so the upload is an S3 multipart upload.
+    filler = "x" * 4000
+    lines = [chat_line(f"r{i}", f"{filler} {i}") for i in range(2300)]
+    body = jsonl(lines)
+    assert len(body) > 8 * 1024 * 1024
+    created = client.files.create(file=("big.jsonl", body, "application/jsonl"), purpose="batch")
+    assert created.bytes == len(body)
+    assert client.files.content(created.id).content == body
+    client.files.delete(created.id)
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        (
+            [chat_line("a", "fine"), "{not json"],
+            "Line 2: not valid JSON (key must be a string at line 1 column 2)",
+        ),
+        (
+            [chat_line("a", "one"), chat_line("b", "two", model="demo/claude-sonnet")],
+            "Line 2: `body.model` is `demo/claude-sonnet` but earlier lines use `demo/nova-lite`; a batch uses one model",
+        ),
+        (
+            [chat_line("a", "one"), chat_line("a", "two")],
+            "Line 2: `custom_id` `a` is used by an earlier line",
+        ),
+        (
+            [{**chat_line("a", "one"), "method": "GET"}],
+            "Line 1: `method` is `GET`; only `POST` is supported",
+        ),
+        (
+            [chat_line("a", "one", model="demo/nope")],
+            "Line 1: The model `demo/nope` does not exist or is not served by this gateway.",
+        ),
+        ([], "The file holds no requests; a batch file has one JSON request per line."),
+    ],
+    ids=["bad-json", "two-models", "duplicate-id", "method", "unknown-model", "empty"],
+)
+def test_bad_batch_files_are_refused_naming_the_line(client_for, s3, lines, message):
+    client = client_for(QUICKSTART_KEY)
+    before = s3.list_objects_v2(Bucket=BUCKET, Prefix="gateway/files/").get("KeyCount", 0)
+    with pytest.raises(openai.APIStatusError) as e:
+        upload(client, lines)
+    assert e.value.status_code in (400, 404)
+    assert error_of(e.value)["message"] == message
+    after = s3.list_objects_v2(Bucket=BUCKET, Prefix="gateway/files/").get("KeyCount", 0)
+    assert after == before, "a refused upload leaves nothing behind"
+
+
+def test_other_purposes_are_refused(client_for):
+    client = client_for(QUICKSTART_KEY)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.files.create(file=("a.jsonl", jsonl([chat_line("a", "x")]), "application/jsonl"), purpose="assistants")
+    err = error_of(e.value)
+    assert (err["param"], err["message"]) == (
+        "purpose",
+        "Invalid value for `purpose`: `assistants`; this gateway stores `batch` files only.",
+    )
+
+
+def test_another_caller_cannot_see_your_file_unless_a_policy_grants_it(client_for):
+    mine = client_for(QUICKSTART_KEY)
+    created = upload(mine, [chat_line("a", "private")])
+    other = client_for(NOVA_ONLY_KEY)
+    for call in (other.files.retrieve, other.files.content, other.files.delete):
+        with pytest.raises(openai.NotFoundError):
+            call(created.id)
+    assert created.id not in [f.id for f in other.files.list().data]
+    with pytest.raises(openai.NotFoundError):
+        other.batches.create(input_file_id=created.id, endpoint="/v1/chat/completions", completion_window="24h")
+    auditor = client_for(AUDITOR_KEY)
+    assert auditor.files.retrieve(created.id).id == created.id
+    assert created.id in [f.id for f in auditor.files.list().data]
+    assert mine.files.retrieve(created.id).id == created.id
+
+
+def test_unknown_ids_are_404s(client_for):
+    client = client_for(QUICKSTART_KEY)
+    with pytest.raises(openai.NotFoundError) as e:
+        client.files.retrieve("file-abc")
+    assert error_of(e.value)["message"] == "No such File object: file-abc"
+    with pytest.raises(openai.NotFoundError) as e:
+        client.batches.retrieve("batch_abc")
+    assert error_of(e.value)["message"] == "No batch found with id 'batch_abc'."
+
+
+# ------------------------------------------------------------------- batches
+def test_a_chat_batch_runs_to_completion_with_translated_output(client_for, gateway, contract, sim):
+    client = client_for(QUICKSTART_KEY)
+    texts = {f"req-{i}": f"question number {i}" for i in range(4)}
+    file = upload(client, [chat_line(cid, text) for cid, text in texts.items()])
+    batch = client.batches.create(
+        input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={"team": "e2e"}
+    )
+    assert batch.id.startswith("batch_") and URL_SAFE.match(batch.id), batch.id
+    assert (batch.object, batch.endpoint, batch.input_file_id, batch.completion_window) == (
+        "batch",
+        "/v1/chat/completions",
+        file.id,
+        "24h",
+    )
+    assert batch.status in ("validating", "in_progress")
+    assert batch.metadata == {"team": "e2e"} and batch.model == CHAT
+    assert batch.request_counts.total == 4
+    assert batch.output_file_id is None
+
+    done, seen = wait(client, batch.id, {"completed", "failed"})
+    assert done.status == "completed", (seen, done.errors)
+    assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (4, 4, 0)
+    assert done.completed_at and done.completed_at >= done.created_at
+    assert done.error_file_id is None and done.output_file_id
+    assert done.usage and done.usage.input_tokens > 0 and done.usage.output_tokens > 0
+
+    out_file = client.files.retrieve(done.output_file_id)
+    assert (out_file.purpose, out_file.filename) == ("batch_output", f"{batch.id}_output.jsonl")
+    text = client.files.content(done.output_file_id).text
+    assert out_file.bytes == len(text.encode())
+    lines = lines_of(text)
+    assert sorted(line["custom_id"] for line in lines) == sorted(texts)
+    for line in lines:
+        assert line["error"] is None and line["id"].startswith("batch_req_")
+        response = line["response"]
+        assert response["status_code"] == 200 and response["request_id"]
+        body = response["body"]
+        assert contract.errors(body, "CreateChatCompletionResponse") == []
+        assert body["model"] == CHAT
+        assert body["choices"][0]["message"]["content"] == f"Simulated reply to: {texts[line['custom_id']]}"
+    # The seed API's output route answers the same lines.
+    raw = httpx.get(f"{gateway.url}/v1/batches/{batch.id}/output", headers={"Authorization": f"Bearer {QUICKSTART_KEY}"})
+    assert raw.status_code == 200 and raw.text == text
+    # A second read does not rewrite the results.
+    assert client.batches.retrieve(batch.id).output_file_id == done.output_file_id
+
+    mine = client.batches.list(limit=100)
+    assert batch.id in [b.id for b in mine.data]
+    assert batch.id not in [b.id for b in client_for(NOVA_ONLY_KEY).batches.list().data]
+    with pytest.raises(openai.NotFoundError):
+        client_for(NOVA_ONLY_KEY).batches.retrieve(batch.id)
+    assert client_for(AUDITOR_KEY).batches.retrieve(batch.id).id == batch.id
+
+    # The job Bedrock ran: Converse records named by line, at the account's batch location.
+    creates = [r for r in sim.requests() if r["method"] == "POST" and r["path"] == "/model-invocation-job"]
+    assert creates, "no CreateModelInvocationJob reached the sim"
+
+
+def test_an_embeddings_batch(client_for, contract):
+    client = client_for(QUICKSTART_KEY)
+    file = upload(client, [embed_line(f"e{i}", f"text {i}") for i in range(3)])
+    batch = client.batches.create(input_file_id=file.id, endpoint="/v1/embeddings", completion_window="24h")
+    done, seen = wait(client, batch.id, {"completed", "failed"})
+    assert done.status == "completed", (seen, done.errors)
+    lines = lines_of(client.files.content(done.output_file_id).text)
+    assert sorted(line["custom_id"] for line in lines) == ["e0", "e1", "e2"]
+    for line in lines:
+        body = line["response"]["body"]
+        assert contract.errors(body, "CreateEmbeddingResponse") == []
+        assert body["model"] == EMBED and len(body["data"][0]["embedding"]) == 1024
+
+
+def test_partial_completion_writes_an_error_file(client_for):
+    client = client_for(QUICKSTART_KEY)
+    lines = [chat_line("ok-1", "fine"), chat_line("bad", "[[sim:error=ThrottlingException]] no"), chat_line("ok-2", "ok")]
+    batch = client.batches.create(input_file_id=upload(client, lines).id, endpoint="/v1/chat/completions", completion_window="24h")
+    done, seen = wait(client, batch.id, {"completed", "failed"})
+    assert done.status == "completed", (seen, done.errors)
+    assert (done.request_counts.completed, done.request_counts.failed) == (2, 1)
+    assert done.error_file_id and done.output_file_id
+    assert sorted(x["custom_id"] for x in lines_of(client.files.content(done.output_file_id).text)) == ["ok-1", "ok-2"]
+    [error] = lines_of(client.files.content(done.error_file_id).text)
+    assert error["custom_id"] == "bad"
+    assert error["response"]["status_code"] == 429
+    assert error["error"]["code"] == "rate_limit_exceeded" and error["error"]["message"]
+
+
+def test_too_few_requests_is_a_400_before_any_job(client_for, sim):
+    client = client_for(QUICKSTART_KEY)
+    file = upload(client, [chat_line("only", "one")])
+    sim.clear()
+    with pytest.raises(openai.BadRequestError) as e:
+        client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    err = error_of(e.value)
+    assert (err["code"], err["param"]) == ("too_few_requests", "input_file_id")
+    assert err["message"].startswith("The input file has 1 requests; Bedrock batch jobs take at least 2")
+    assert not [r for r in sim.requests() if r["path"].startswith("/model-invocation-job")]
+
+
+def test_a_batch_for_the_wrong_endpoint_is_refused(client_for):
+    client = client_for(QUICKSTART_KEY)
+    file = upload(client, [chat_line("a", "x"), chat_line("b", "y")])
+    with pytest.raises(openai.BadRequestError) as e:
+        client.batches.create(input_file_id=file.id, endpoint="/v1/embeddings", completion_window="24h")
+    assert error_of(e.value)["param"] == "endpoint"
+
+
+def test_a_failing_job_is_failed_with_bedrocks_message(client_for):
+    client = client_for(QUICKSTART_KEY)
+    # Two requests pass the gateway's minimum (2) but not the sim's Bedrock quota (3).
+    file = upload(client, [chat_line("a", "x"), chat_line("b", "y")])
+    batch = client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    done, seen = wait(client, batch.id, {"completed", "failed"})
+    assert done.status == "failed", seen
+    assert done.failed_at and done.output_file_id is None
+    [error] = done.errors.data
+    assert error.code == "batch_failed"
+    assert "fewer than the minimum of 3 records" in error.message
+
+
+def test_cancel_stops_the_job(client_for):
+    client = client_for(QUICKSTART_KEY)
+    lines = [chat_line(f"slow-{i}", f"[[sim:latency=2000]] wait {i}") for i in range(3)]
+    batch = client.batches.create(input_file_id=upload(client, lines).id, endpoint="/v1/chat/completions", completion_window="24h")
+    wait(client, batch.id, {"in_progress"})
+    cancelled = client.batches.cancel(batch.id)
+    assert cancelled.status in ("cancelling", "cancelled")
+    assert cancelled.cancelling_at
+    done, seen = wait(client, batch.id, {"cancelled"})
+    assert done.cancelled_at and done.cancelling_at
+    with pytest.raises(openai.BadRequestError) as e:
+        client.batches.cancel(batch.id)
+    assert error_of(e.value)["message"] == "Cannot cancel a batch with status `cancelled`."
+
+
+def test_batches_list_pages_newest_first(client_for):
+    client = client_for(QUICKSTART_KEY)
+    file = upload(client, [chat_line("a", "x"), chat_line("b", "y"), chat_line("c", "z")])
+    first = client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    second = client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    page = client.batches.list(limit=1)
+    assert [b.id for b in page.data] == [second.id] and page.has_more
+    nxt = client.batches.list(limit=1, after=second.id)
+    assert [b.id for b in nxt.data] == [first.id]
+    for b in (first, second):
+        wait(client, b.id, {"completed", "failed"})
