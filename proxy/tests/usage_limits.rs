@@ -345,7 +345,8 @@ async fn metrics_cover_latency_upstream_errors_and_config_under_prometheus_names
             &m,
             r#"bedrock_gateway_upstream_errors_total{error_type="ThrottlingException",model="demo/nova-lite"}"#
         ),
-        1.0
+        3.0,
+        "the first attempt and its two retries"
     );
     assert_eq!(
         sample(&m, r#"bedrock_gateway_requests_total{endpoint="chat",model="demo/nova-lite",status="429"}"#),
