@@ -332,8 +332,10 @@ async fn bedrock(
         return Ok(resp);
     }
     let attempt = || state.attempt_number(target, body);
-    let live = LiveCall { region: signed_region(&parts.headers), cancelled: &state.cancelled, attempt: &attempt };
-    let (reply, directives) = converse::answer(&model_id, body, Some(&state.prompt_cache), Some(live)).await?;
+    let live =
+        LiveCall { region: signed_region(&parts.headers), cancelled: &state.cancelled, attempt: &attempt };
+    let (reply, directives) =
+        converse::answer(&model_id, body, Some(&state.prompt_cache), Some(live)).await?;
     Ok(match op {
         Operation::Converse => {
             let latency_ms = directives.latency.as_millis() as u64;

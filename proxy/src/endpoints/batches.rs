@@ -113,6 +113,18 @@ struct Found {
     store: Store,
 }
 
+/// The accounts that serve batches (an S3 location and SigV4 credentials), by name.
+fn batch_accounts(snapshot: &Snapshot) -> Vec<&String> {
+    let mut names: Vec<&String> = snapshot
+        .accounts
+        .values()
+        .filter(|a| a.account.batch.is_some() && a.signer.sigv4())
+        .map(|a| &a.account.name)
+        .collect();
+    names.sort_unstable();
+    names
+}
+
 /// The last segment of a job ARN.
 fn job_id(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
@@ -127,13 +139,7 @@ async fn find(snapshot: &Snapshot, subject: &Subject, id: &str) -> Result<Found,
             .with_param("batch_id")
             .with_code("batch_not_found")
     };
-    let mut names: Vec<&String> = snapshot
-        .accounts
-        .values()
-        .filter(|a| a.account.batch.is_some() && a.signer.sigv4())
-        .map(|a| &a.account.name)
-        .collect();
-    names.sort_unstable();
+    let names = batch_accounts(snapshot);
     for name in names {
         let (account, store) = store_of(snapshot, name)?;
         let Some(bytes) = store.get_bytes(&store.key(&format!("batches/{}.json", job_id(&arn)))).await?
@@ -170,7 +176,8 @@ async fn control(
             account.control, account.account.name
         ))
     })?;
-    let response = app.upstream.send(method, &target, &account.signer, body.into(), "application/json").await?;
+    let response =
+        app.upstream.send(method, &target, &account.signer, body.into(), "application/json").await?;
     if !response.status().is_success() {
         return Err(upstream_error(&app.metrics, model, response).await);
     }
@@ -600,13 +607,7 @@ async fn list(
             _ => {}
         }
     }
-    let mut names: Vec<&String> = snapshot
-        .accounts
-        .values()
-        .filter(|a| a.account.batch.is_some() && a.signer.sigv4())
-        .map(|a| &a.account.name)
-        .collect();
-    names.sort_unstable();
+    let names = batch_accounts(snapshot);
     // Every batch's index key (inverted creation time, then job id), newest first.
     let mut keys = Vec::new();
     for name in names {
