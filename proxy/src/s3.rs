@@ -125,6 +125,18 @@ impl Store {
             .map_err(|e| self.error("PutObject", &e))
     }
 
+    /// Creates the empty object `key` unless it exists (`If-None-Match: *`): `true` for the one
+    /// caller that created it, however many proxies race.
+    pub async fn create_once(&self, key: &str) -> Result<bool, ApiError> {
+        let put = self.client.put_object().bucket(&self.bucket).key(key).if_none_match("*").send().await;
+        match put {
+            Ok(_) => Ok(true),
+            // 412: it exists; 409: a concurrent conditional write of the same key won.
+            Err(e) if e.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) => Ok(false),
+            Err(e) => Err(self.error("PutObject", &e)),
+        }
+    }
+
     /// Starts a multipart upload of `key`.
     pub async fn upload(&self, key: &str, metadata: HashMap<String, String>) -> Result<Upload, ApiError> {
         let created = self

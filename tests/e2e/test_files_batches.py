@@ -10,6 +10,7 @@ the sim receives against the AWS model and SigV4 (conftest).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -434,3 +435,33 @@ def test_batches_list_pages_newest_first(client_for):
     assert [b.id for b in nxt.data] == [first.id]
     for b in (first, second):
         wait(client, b.id, {"completed", "failed"})
+
+
+def batch_cost(gateway: Gateway) -> float:
+    """Every cost the gateway has recorded, in USD."""
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("bedrock_gateway_cost_usd_total{")
+    )
+
+
+def test_a_batch_is_billed_once_however_many_first_retrieves(client_for, gateway, s3):
+    client = client_for(QUICKSTART_KEY)
+    file = upload(client, [chat_line(f"bill-{i}", f"bill me {i}") for i in range(3)])
+    batch = client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    before = batch_cost(gateway)
+    done, seen = wait(client, batch.id, {"completed", "failed"})
+    assert done.status == "completed", (seen, done.errors)
+    billed = batch_cost(gateway)
+    assert billed > before, "the first retrieve of the finished batch records its cost"
+
+    # Another replica (or a concurrent first retrieve) that has not seen the results writes them again.
+    suffix = batch.id.removeprefix("batch_")
+    arn = base64.b32decode(suffix + "=" * (-len(suffix) % 8), casefold=True).decode()
+    key = f"gateway/batches/{arn.rsplit('/', 1)[1]}.json"
+    record = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert record.pop("results"), record
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(record).encode())
+    again = client.batches.retrieve(batch.id)
+    assert again.output_file_id == done.output_file_id
+    assert batch_cost(gateway) == billed, "billed once"

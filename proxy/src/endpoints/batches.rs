@@ -522,7 +522,10 @@ async fn write_results(
         batch: true,
         ..Record::new("batches", id, &owner, &model, Instant::now(), &admission)
     };
-    app.usage.record(&usage);
+    // Two first retrieves (or two replicas) may both get here: only one bills the batch.
+    if store.create_once(&store.key(&format!("batches/{jid}.billed"))).await? {
+        app.usage.record(&usage);
+    }
     Ok(Some(BatchResults {
         output_file_id,
         error_file_id,
