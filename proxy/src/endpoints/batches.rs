@@ -31,7 +31,8 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::files::{self, form_pairs, json, meta, new_token, store_of};
 use super::{
-    authorize, collect_limited, read_body, read_json, record_request, snapshot, unix_now, upstream_error,
+    authorize, collect_limited, read_body, read_json, record_request, resource_segments, snapshot, unix_now,
+    upstream_error,
 };
 use crate::auth::Subject;
 use crate::bedrock::batch::{
@@ -87,11 +88,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
     let snapshot = snapshot(app)?;
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();
-    let rest = path.strip_prefix("/v1/batches").unwrap_or_default();
-    let segments: Vec<&str> = rest.split('/').skip(1).collect();
-    if segments.len() > 2 || (segments.len() == 2 && !matches!(segments[1], "cancel" | "output")) {
-        return Err(ApiError::not_found(format!("Unknown request URL: {} {path}.", parts.method)));
-    }
+    let segments = resource_segments(&parts.method, &path, "/v1/batches", &["cancel", "output"])?;
     let subject = app.auth.authenticate(&parts.headers, &snapshot).await?;
     match (&parts.method, segments.as_slice()) {
         (&Method::POST, []) => create(app, &snapshot, &subject, body).await,

@@ -25,7 +25,7 @@ use http_body_util::BodyDataStream;
 use hyper::body::Incoming;
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use super::{FAN_OUT, authorize, json_response, record_request, snapshot, unix_now};
+use super::{FAN_OUT, authorize, json_response, record_request, resource_segments, snapshot, unix_now};
 use crate::auth::Subject;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
@@ -83,14 +83,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
     let snapshot = snapshot(app)?;
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();
-    let rest = path.strip_prefix("/v1/files").unwrap_or_default();
-    let segments: Vec<&str> = rest.split('/').skip(1).collect();
-    let not_allowed =
-        || Err(ApiError::method_not_allowed(format!("{} is not allowed on {path}.", parts.method)));
-    // Unknown paths are 404s before authentication, as for the other endpoints.
-    if segments.len() > 2 || (segments.len() == 2 && segments[1] != "content") {
-        return Err(ApiError::not_found(format!("Unknown request URL: {} {path}.", parts.method)));
-    }
+    let segments = resource_segments(&parts.method, &path, "/v1/files", &["content"])?;
     let subject = app.auth.authenticate(&parts.headers, &snapshot).await?;
     match (&parts.method, segments.as_slice()) {
         (&Method::POST, []) => {
@@ -105,7 +98,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<Respon
             Ok(json(&DeletedFile { id: (*id).to_owned(), object: "file", deleted: true }))
         }
         (&Method::GET, [id, "content"]) => content(&snapshot, &subject, id).await,
-        _ => not_allowed(),
+        _ => Err(ApiError::method_not_allowed(format!("{} is not allowed on {path}.", parts.method))),
     }
 }
 

@@ -56,6 +56,23 @@ pub async fn read_body(app: &App, body: Incoming) -> Result<Bytes, ApiError> {
     }
 }
 
+/// The segments of `path` after `prefix`: none (the collection), an id, or an id and one of
+/// `actions` (`/v1/files/{id}/content`); any other path is a 404 naming it. Checked before
+/// authentication, as for the other endpoints.
+pub fn resource_segments<'a>(
+    method: &http::Method,
+    path: &'a str,
+    prefix: &str,
+    actions: &[&str],
+) -> Result<Vec<&'a str>, ApiError> {
+    let rest = path.strip_prefix(prefix).unwrap_or_default();
+    let segments: Vec<&str> = rest.split('/').skip(1).collect();
+    if segments.len() > 2 || (segments.len() == 2 && !actions.contains(&segments[1])) {
+        return Err(ApiError::not_found(format!("Unknown request URL: {method} {path}.")));
+    }
+    Ok(segments)
+}
+
 /// A JSON response.
 pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::full(body));
