@@ -399,6 +399,19 @@ def ttfb_line(name: str, direct: Row, proxy: Row) -> str:
     )
 
 
+def pacing_note(rows: list[Row]) -> str:
+    """The fixed-rate harness error: scheduled start to the request being written, per row."""
+    lags = ", ".join(
+        f"{r.name} p50 {fmt_us(r.stats['lag_p50_us'])} / p99 {fmt_us(r.stats['lag_p99_us'])}"
+        for r in rows
+        if "lag_p50_us" in r.stats
+    )
+    return (
+        "Pacing lag (scheduled start to request written, included in the latencies above; starts "
+        f"paced by bgw-loadgen's own thread, not tokio's 1 ms timer): {lags or 'not reported'}."
+    )
+
+
 def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("met" if ok else "NOT met")
 
@@ -637,6 +650,8 @@ def run(args, bin_dir: Path, workdir: Path, procs: list[Proc], litellm_exe: Path
         f"Fixed rate {args.rate:.0f} rps (open loop, latency from the scheduled start):",
         "",
         table([rate_direct, rate_proxy]),
+        "",
+        pacing_note([rate_direct, rate_proxy]),
         "",
         f"{args.streams} concurrent streams through a freshly started proxy ([[sim:gap=2000]]): {held['opened']} opened in "
         f"{held['seconds']:.1f} s, {held['failed']} failed; proxy RSS {held['before']:.1f} MiB before, "
