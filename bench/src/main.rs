@@ -8,9 +8,10 @@
 //!   seconds after `--warmup` seconds;
 //! - fixed rate (`--rate R`): a request is started every 1/R seconds whatever the answers do, and
 //!   latency counts from the scheduled start, so a stall is not hidden (no coordinated omission).
-//!   The starts are paced by a dedicated OS thread (see [`pace`]), not by tokio's timer, whose
-//!   1 ms granularity would dwarf the latencies measured; the pacing lag (scheduled start to the
-//!   request body being written) is reported as `lag_*_us` so the harness error is visible;
+//!   The starts are paced by a dedicated OS thread (see [`pace`]) and a short yield loop on the
+//!   runtime, not by tokio's timer, whose 1 ms granularity would dwarf the latencies measured;
+//!   the pacing lag (scheduled start to the request body being written) is reported as
+//!   `lag_*_us` so the harness error is visible;
 //! - hold (`--hold S`): `--concurrency` streams are opened at once; when all have delivered their
 //!   first bytes a line `{"event":"open",...}` is printed, the streams are held open for S seconds
 //!   and then dropped.
@@ -265,25 +266,22 @@ async fn closed_loop(client: HttpClient, target: Arc<Target>, args: &Args) -> se
     report(&record, args.duration, serde_json::json!({"mode": "closed", "concurrency": args.concurrency}))
 }
 
-/// How long before a scheduled start the pacer's kernel sleep ends; the rest is spun. With the
-/// thread's timer slack at 1 ns, a sleep on a VM still ends some 50 us late (p50) and 100 us late
-/// (p99): waking 100 us early makes nearly every start precise for a few percent of one core.
-const SPIN_MARGIN: Duration = Duration::from_micros(100);
+/// How long before a scheduled start the pacer hands it to the runtime. A kernel sleep on a VM
+/// ends some 50 us late even with 1 ns timer slack, and waking a parked runtime worker takes as
+/// long again: handed over this early, the task is already running when its instant comes.
+const HANDOFF_AHEAD: Duration = Duration::from_micros(150);
 
-/// Blocks the calling OS thread until `at`: `std::thread::sleep` (an hrtimer) to [`SPIN_MARGIN`]
-/// before it, then a spin.
-fn wait_until(at: std::time::Instant) {
-    let now = std::time::Instant::now();
-    if let Some(long) = at.checked_duration_since(now + SPIN_MARGIN) {
-        std::thread::sleep(long);
-    }
-    while std::time::Instant::now() < at {
-        std::hint::spin_loop();
+/// Waits on the runtime until `at` without parking the worker: yielding lets other tasks and
+/// I/O run meanwhile, and the worker stays awake, so the start is not late by a wakeup.
+async fn start_at(at: Instant) {
+    while Instant::now() < at {
+        tokio::task::yield_now().await;
     }
 }
 
-/// The fixed-rate schedule, run on its own OS thread: waits for each scheduled start and hands
-/// it to the runtime as a task (skipped when `--concurrency` requests are already in flight).
+/// The fixed-rate schedule, run on its own OS thread: sleeps until [`HANDOFF_AHEAD`] before each
+/// scheduled start and hands it to the runtime as a task that starts the request at the instant
+/// (skipped when `--concurrency` requests are already in flight).
 /// Returns the spawned tasks and how many measured starts were skipped.
 fn pace(
     runtime: tokio::runtime::Handle,
@@ -293,7 +291,7 @@ fn pace(
     args: Args,
     rate: f64,
 ) -> (Vec<tokio::task::JoinHandle<()>>, usize) {
-    // Tighter sleeps for this thread only (the default slack lets a sleep end 50 us late more).
+    // Tighter sleeps for this thread only (the default 50 us slack makes them end later still).
     let _ = rustix::thread::set_current_timer_slack(NonZeroU64::new(1));
     let period = Duration::from_secs_f64(1.0 / rate);
     let first = Instant::now() + period;
@@ -307,7 +305,9 @@ fn pace(
         if scheduled >= end {
             break;
         }
-        wait_until(scheduled.into_std());
+        if let Some(ahead) = scheduled.checked_duration_since(Instant::now() + HANDOFF_AHEAD) {
+            std::thread::sleep(ahead);
+        }
         let measured = scheduled >= measure_from;
         if in_flight.load(Ordering::SeqCst) >= args.concurrency {
             skipped += usize::from(measured);
@@ -317,6 +317,7 @@ fn pace(
         let (client, target, record, in_flight) =
             (client.clone(), target.clone(), record.clone(), in_flight.clone());
         tasks.push(runtime.spawn(async move {
+            start_at(scheduled).await;
             let written = Arc::new(OnceLock::new());
             let result = exchange(&client, &target, scheduled, None, None, Some(written)).await;
             in_flight.fetch_sub(1, Ordering::SeqCst);
