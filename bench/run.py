@@ -442,6 +442,15 @@ def main() -> None:
     p.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
     p.add_argument("--no-build", action="store_true", help="use the binaries already built")
     p.add_argument("--output", type=Path, default=BENCH / "RESULTS.md", help="results file")
+    p.add_argument(
+        "--rate-only",
+        action="store_true",
+        help="only the fixed-rate rows, with the proxy's context switches and CPU per request (perf stat); "
+        "prints them and writes nothing (for latency A/B)",
+    )
+    p.add_argument(
+        "--proxy-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment of the proxy only"
+    )
     args = p.parse_args()
     quick = args.quick
     args.duration = args.duration or (2.0 if quick else 10.0)
@@ -450,8 +459,9 @@ def main() -> None:
     args.soak = args.soak or (5.0 if quick else 60.0)
 
     raise_fd_limit()
-    ensure_hey()
-    litellm_exe = None if args.no_litellm else ensure_litellm()
+    if not args.rate_only:
+        ensure_hey()
+    litellm_exe = None if args.no_litellm or args.rate_only else ensure_litellm()
     bin_dir = ROOT / "target" / "release" if args.no_build else build()
     if args.no_build and "CARGO_TARGET_DIR" in os.environ:
         bin_dir = Path(os.environ["CARGO_TARGET_DIR"]) / "release"
@@ -478,12 +488,15 @@ def run(args, bin_dir: Path, workdir: Path, procs: list[Proc], litellm_exe: Path
     procs.append(sim)
     manifests = write_manifests(workdir, sim.url)
 
+    proxy_env = dict(os.environ, **dict(kv.split("=", 1) for kv in args.proxy_env))
+
     def start_proxy() -> Proc:
         proxy = start_server(
             "proxy",
             [str(bin_dir / "bedrock-gateway-proxy"), "--manifests", str(manifests), "--listen", "127.0.0.1:0"],
             re.compile(r"listening on (http://\S+)"),
             workdir,
+            proxy_env,
         )
         procs.append(proxy)
         return proxy
@@ -508,6 +521,10 @@ def run(args, bin_dir: Path, workdir: Path, procs: list[Proc], litellm_exe: Path
         status, text = http_post(url, body, hdr)
         if status != 200:
             raise SystemExit(f"smoke request to {url} answered {status}: {text[:500]!r}")
+
+    if args.rate_only:
+        rate_only(r, sim, proxy, (direct_url, direct_hdr, converse), (chat_url, caller_hdr, chat("demo/nova-lite")))
+        return
 
     rows: list[Row] = []
     notes: list[str] = []
@@ -671,6 +688,40 @@ def run(args, bin_dir: Path, workdir: Path, procs: list[Proc], litellm_exe: Path
     print(section)
     write_results(args.output, section)
     log(f"written to {args.output}")
+
+
+def rate_only(r: Runner, sim: Proc, proxy: Proc, direct: tuple, through_proxy: tuple) -> None:
+    """The fixed-rate rows alone, with the proxy's scheduler counts per request (perf stat)."""
+    rate = r.args.rate
+    opts = {"rate": rate, "concurrency": 1000}
+    rate_direct = r.measure(f"direct at {rate:.0f} rps", sim, *direct, **opts)
+    perf = None
+    if shutil.which("perf"):
+        events = "task-clock,context-switches,cpu-migrations"
+        perf = subprocess.Popen(
+            ["perf", "stat", "-x", ",", "-e", events, "-p", str(proxy.pid)], stderr=subprocess.PIPE, text=True
+        )
+    rate_proxy = r.measure(f"proxy at {rate:.0f} rps", proxy, *through_proxy, base=rate_direct, **opts)
+    lines = [table([rate_direct, rate_proxy]), "", pacing_note([rate_direct, rate_proxy])]
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        counts = {}
+        for line in perf.communicate()[1].splitlines():
+            fields = line.split(",")
+            if len(fields) > 2 and fields[0].replace(".", "", 1).isdigit():
+                counts[fields[2]] = float(fields[0])
+        s = rate_proxy.stats
+        requests = s["requests"] * (1 + r.args.warmup / s["seconds"])
+        if requests and counts:
+            per = {k: v / requests for k, v in counts.items()}
+            lines += [
+                "",
+                f"Proxy per request (perf stat over warm-up and measurement, {requests:.0f} requests): "
+                f"task-clock {per.get('task-clock', 0) * 1000:.0f} us, "
+                f"context switches {per.get('context-switches', 0):.2f}, "
+                f"CPU migrations {per.get('cpu-migrations', 0):.3f}.",
+            ]
+    print("\n".join(lines))
 
 
 def free_port() -> int:
