@@ -408,6 +408,16 @@ fn parse_header(line: &str) -> Result<(HeaderName, HeaderValue), String> {
     Ok((name, value))
 }
 
+/// The pooled keep-alive client every mode sends with.
+fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(usize::MAX)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector)
+}
+
 fn main() -> Result<(), String> {
     let args = Args::parse();
     let body = std::fs::read(&args.body_file).map_err(|e| format!("{}: {e}", args.body_file.display()))?;
@@ -420,12 +430,7 @@ fn main() -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let result = runtime.block_on(async {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client: HttpClient = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(usize::MAX)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
+        let client = client();
         match (args.rate, args.hold) {
             (Some(rate), _) => fixed_rate(client, target, &args, rate).await,
             (None, Some(seconds)) => Ok(hold(client, target, &args, seconds).await),
@@ -436,4 +441,88 @@ fn main() -> Result<(), String> {
     // Held streams may still be open: exit without waiting for them.
     runtime.shutdown_background();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    /// A local HTTP/1.1 server answering every request `ok`; returns its URL and request count.
+    async fn server() -> (Uri, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap()).parse().unwrap();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        async {
+                            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+                        }
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fixed_rate_starts_every_scheduled_request_and_reports_the_pacing_lag() {
+        let (url, seen) = server().await;
+        let args = Args::parse_from([
+            "bgw-loadgen",
+            "--url",
+            "http://unused/",
+            "--body-file",
+            "unused",
+            "--rate",
+            "100",
+            "--warmup",
+            "0.1",
+            "--duration",
+            "0.5",
+            "--concurrency",
+            "1000",
+        ]);
+        let target = Arc::new(Target { url, headers: Vec::new(), body: Bytes::from_static(b"{}") });
+        let out = fixed_rate(client(), target, &args, 100.0).await.unwrap();
+        // Starts every 10 ms: 10 in the warm-up, 50 measured, none skipped whatever the timing.
+        assert_eq!(out["requests"], 50, "{out}");
+        assert_eq!(out["errors"], 0, "{out}");
+        assert_eq!(out["skipped_over_concurrency"], 0, "{out}");
+        assert_eq!(seen.load(Ordering::SeqCst), 60);
+        let (lag50, lag99) = (out["lag_p50_us"].as_f64().unwrap(), out["lag_p99_us"].as_f64().unwrap());
+        assert!(lag50 >= 0.0 && lag99 >= lag50, "{out}");
+        assert!(out["p50_us"].as_f64().unwrap() >= lag50, "latency counts from the scheduled start: {out}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closed_loop_reports_no_pacing_lag() {
+        let (url, _) = server().await;
+        let args = Args::parse_from([
+            "bgw-loadgen",
+            "--url",
+            "http://unused/",
+            "--body-file",
+            "unused",
+            "--warmup",
+            "0",
+            "--duration",
+            "0.2",
+            "--concurrency",
+            "2",
+        ]);
+        let target = Arc::new(Target { url, headers: Vec::new(), body: Bytes::from_static(b"{}") });
+        let out = closed_loop(client(), target, &args).await;
+        assert!(out["requests"].as_u64().unwrap() > 0, "{out}");
+        assert!(out.get("lag_p50_us").is_none(), "{out}");
+    }
 }
