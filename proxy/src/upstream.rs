@@ -93,7 +93,8 @@ impl From<SendError> for ApiError {
 }
 
 impl SendError {
-    /// The caller's error: the credentials' 503, or a 502 for a Bedrock the gateway cannot reach.
+    /// The caller's error: the credentials' 503, a 502 for a Bedrock the gateway cannot reach, or
+    /// a 504 when connecting took too long.
     pub fn into_api_error(self) -> ApiError {
         match self {
             SendError::Credentials(e) | SendError::Connection(e) | SendError::ConnectTimeout(e) => e,
