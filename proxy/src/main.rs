@@ -143,11 +143,13 @@ struct UpstreamArgs {
     /// No retry or fallback starts later than this after the first attempt, in milliseconds.
     #[arg(long, env = "BGW_RETRY_DEADLINE_MS", default_value_t = 20_000)]
     retry_deadline_ms: u64,
-    /// Milliseconds to connect to Bedrock.
+    /// Milliseconds to connect to Bedrock; a connect that takes longer is retried like a broken
+    /// connection.
     #[arg(long, env = "BGW_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
     connect_timeout_ms: u64,
-    /// Milliseconds Bedrock may take to send the response headers (a whole answer without
-    /// streaming); BedrockModel spec.timeouts.firstByteMs overrides it per model.
+    /// Milliseconds Bedrock may take to start answering (the response headers, a whole answer
+    /// without streaming; a stream's first frame), then the model's next fallback is tried (or
+    /// 504); BedrockModel spec.timeouts.firstByteMs overrides it per model.
     #[arg(long, env = "BGW_FIRST_BYTE_TIMEOUT_MS", default_value_t = 120_000)]
     first_byte_timeout_ms: u64,
     /// Longest silence between two stream events from Bedrock, in milliseconds; the stream then

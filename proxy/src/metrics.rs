@@ -22,7 +22,8 @@ pub struct Metrics {
     /// Retries of Bedrock calls, by account, model and reason (`throttled`, `unavailable`,
     /// `server_error`, `connection`).
     pub upstream_retries: IntCounterVec,
-    /// Calls answered by a fallback, by requested model and the model that answered.
+    /// Calls answered by a fallback, by requested model, the model that answered and why the
+    /// requested model did not.
     pub fallbacks: IntCounterVec,
     /// Tokens by model and type (`input`, `output`, `cache_read`, `cache_write`, `reasoning`).
     /// Bedrock's Converse usage has no reasoning count (thinking is billed inside `outputTokens`),
@@ -104,9 +105,10 @@ impl Metrics {
         let fallbacks = IntCounterVec::new(
             Opts::new(
                 "bedrock_gateway_fallbacks_total",
-                "Calls answered by a fallback model, by requested model and the model that answered.",
+                "Calls answered by a fallback model, by requested model, the model that answered and why the \
+                 requested model did not.",
             ),
-            &["model", "served_by"],
+            &["model", "served_by", "reason"],
         )
         .expect("valid metric");
         let tokens = IntCounterVec::new(

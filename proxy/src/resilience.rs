@@ -2,22 +2,31 @@
 //!
 //! A call tries the requested model, then each of its fallbacks (`BedrockModel.spec.fallbacks`,
 //! already flattened by render). Each model gets up to `max_attempts` attempts: throttling, 5xx
-//! (`ServiceUnavailable`, `InternalServer`, `ModelNotReady`) and broken connections are retried
-//! after a full-jitter exponential backoff (longer when Bedrock sends `Retry-After`), as long as
-//! the next attempt can start before the call's deadline. A model that is still throttled or
-//! unavailable hands over to the next fallback; any other error is the caller's answer at once.
-//! Every attempt is signed anew and sends the same body bytes. Once the response headers are
-//! in, this module is done: a stream that breaks later is never retried (the caller already
-//! has part of the answer).
+//! (`ServiceUnavailable`, `InternalServer`, `ModelNotReady`), broken connections and connect
+//! timeouts are retried after a full-jitter exponential backoff (longer when Bedrock sends
+//! `Retry-After`), as long as the next attempt can start before the call's deadline. A model that
+//! is still throttled, unavailable or unreachable, or that did not start answering within its
+//! first-byte timeout (not retried: it was slow, and another wait would be as slow), hands over
+//! to the next fallback while the deadline allows; any other error is the caller's answer at once.
+//! Every attempt is signed anew and sends the same body bytes.
+//!
+//! A ConverseStream answer is held until its first event-stream frame is read: Bedrock can accept
+//! the call (HTTP 200) and then refuse it in the first frame (`throttlingException`), and no byte
+//! has reached the caller yet, so that is retried like an HTTP 429. The first frame comes at once
+//! (`messageStart`), before any token. Once the first frame is an event, this module is done: a
+//! stream that breaks later is never retried (the caller already has part of the answer).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use crate::bedrock::errors::stream_exception_error;
+use crate::bedrock::eventstream::{EventStreamDecoder, StreamFrame};
 use crate::endpoints::upstream_error;
 use crate::error::ApiError;
 use crate::server::App;
@@ -35,7 +44,8 @@ pub struct Policy {
     pub backoff_max: Duration,
     /// No attempt (retry or fallback) starts later than this after the call began.
     pub deadline: Duration,
-    /// Time Bedrock may take to send the response headers, for models without their own.
+    /// Time Bedrock may take to start answering (the response headers; for a stream, its first
+    /// frame), for models without their own.
     pub first_byte_timeout: Duration,
     /// Longest silence between two stream events (and while reading a whole response body).
     pub idle_timeout: Duration,
@@ -113,10 +123,20 @@ pub type Prepare<'a, T> = &'a (dyn Fn(&Route) -> Result<Option<Prepared<T>>, Api
 pub struct Answer<T> {
     /// The model (and region) that answered: the requested one or a fallback.
     pub route: Arc<Route>,
-    /// The response, headers read, body not yet.
+    /// The response, headers read; the body not yet, except a stream's first frame.
     pub response: Response<Incoming>,
+    /// For ConverseStream, what was read of the body before answering the caller.
+    pub opening: Option<Opening>,
     /// What was prepared for the route that answered.
     pub extra: T,
+}
+
+/// The start of a ConverseStream body, read before the caller gets the response headers.
+pub struct Opening {
+    /// The decoder, holding whatever arrived after the first frame.
+    pub decoder: EventStreamDecoder,
+    /// The first frame: always an event (an exception there was answered as an HTTP error).
+    pub frame: StreamFrame,
 }
 
 /// Sends `first` to `route` with retries and, when `prepare` is given, fallbacks.
@@ -131,10 +151,13 @@ pub async fn call<T>(
     prepare: Option<Prepare<'_, T>>,
 ) -> Result<Answer<T>, ApiError> {
     let deadline = Instant::now() + app.resilience.deadline;
-    let mut last = match attempts(app, route, op, &first.body, deadline).await {
-        Ok(response) => return Ok(Answer { route: route.clone(), response, extra: first.extra }),
+    // Why the requested model gave up: the fallbacks metric's reason.
+    let (reason, mut last) = match attempts(app, route, op, &first.body, deadline).await {
+        Ok((response, opening)) => {
+            return Ok(Answer { route: route.clone(), response, opening, extra: first.extra });
+        }
         Err(Exhausted::Final(error)) => return Err(error),
-        Err(Exhausted::Retryable(error)) => error,
+        Err(Exhausted::Fallback(reason, error)) => (reason, error),
     };
     let Some(prepare) = prepare else { return Err(last) };
     for fallback in &route.fallbacks {
@@ -148,18 +171,19 @@ pub async fn call<T>(
                 continue;
             }
         };
+        tracing::info!(model = %route.model.served_name, fallback = %fallback.model.served_name, reason, "handing the Bedrock call to a fallback");
         let body = own.as_ref().map_or(&first.body, |p| &p.body);
         match attempts(app, fallback, op, body, deadline).await {
-            Ok(response) => {
+            Ok((response, opening)) => {
                 app.metrics
                     .fallbacks
-                    .with_label_values(&[&route.model.served_name, &fallback.model.served_name])
+                    .with_label_values(&[&route.model.served_name, &fallback.model.served_name, reason])
                     .inc();
                 let extra = own.map_or(first.extra, |p| p.extra);
-                return Ok(Answer { route: fallback.clone(), response, extra });
+                return Ok(Answer { route: fallback.clone(), response, opening, extra });
             }
             Err(Exhausted::Final(error)) => return Err(error),
-            Err(Exhausted::Retryable(error)) => last = error,
+            Err(Exhausted::Fallback(_, error)) => last = error,
         }
     }
     Err(last)
@@ -167,9 +191,10 @@ pub async fn call<T>(
 
 /// How the attempts on one model ended without a response.
 enum Exhausted {
-    /// Still throttled, unavailable or unreachable: a fallback may help.
-    Retryable(ApiError),
-    /// Anything else (the caller's request, access, credentials, a timeout): answered as is.
+    /// Still throttled, unavailable or unreachable, or too slow to start: a fallback may help.
+    /// The metric's reason and the caller's error if none does.
+    Fallback(&'static str, ApiError),
+    /// Anything else (the caller's request, access, credentials): answered as is.
     Final(ApiError),
 }
 
@@ -181,6 +206,9 @@ enum Failure {
     Final(ApiError),
 }
 
+/// A successful attempt: the response and, for a stream, its opening.
+type Opened = (Response<Incoming>, Option<Opening>);
+
 /// Up to `max_attempts` attempts at `route`.
 async fn attempts(
     app: &App,
@@ -188,24 +216,27 @@ async fn attempts(
     op: Operation,
     body: &Bytes,
     deadline: Instant,
-) -> Result<Response<Incoming>, Exhausted> {
+) -> Result<Opened, Exhausted> {
     let policy = &app.resilience;
     let first_byte = policy.first_byte_timeout(route);
     let mut attempt = 1;
     loop {
         let once = tokio::time::timeout(first_byte, attempt_once(app, route, op, body.clone()));
         let (reason, error, hint) = match once.await {
-            Ok(Ok(response)) => return Ok(response),
+            Ok(Ok(opened)) => return Ok(opened),
             Ok(Err(Failure::Retry(reason, error, hint))) => (reason, error, hint),
             Ok(Err(Failure::Final(error))) => return Err(Exhausted::Final(error)),
-            Err(_) => return Err(Exhausted::Final(first_byte_timeout(&route.model.served_name, first_byte))),
+            Err(_) => {
+                let error = first_byte_timeout(&route.model.served_name, first_byte);
+                return Err(Exhausted::Fallback(FIRST_BYTE_TIMEOUT, error));
+            }
         };
         if attempt >= policy.max_attempts {
-            return Err(Exhausted::Retryable(error));
+            return Err(Exhausted::Fallback(reason, error));
         }
         let wait = policy.backoff(attempt).max(hint.unwrap_or_default());
         if Instant::now() + wait >= deadline {
-            return Err(Exhausted::Retryable(error));
+            return Err(Exhausted::Fallback(reason, error));
         }
         app.metrics
             .upstream_retries
@@ -217,20 +248,25 @@ async fn attempts(
     }
 }
 
-/// One signed request; an error response is read (so the connection is reused) and classified.
-async fn attempt_once(
-    app: &App,
-    route: &Route,
-    op: Operation,
-    body: Bytes,
-) -> Result<Response<Incoming>, Failure> {
-    let response = match app.upstream.post_json(op.target(route), &route.signer, body, op.accept()).await {
+/// The fallbacks metric's reason for a model that did not start answering in time.
+const FIRST_BYTE_TIMEOUT: &str = "first_byte_timeout";
+
+/// One signed request; an error response is read (so the connection is reused) and classified,
+/// and a stream's first frame is read (an exception there is an error response too).
+async fn attempt_once(app: &App, route: &Route, op: Operation, body: Bytes) -> Result<Opened, Failure> {
+    let mut response = match app.upstream.post_json(op.target(route), &route.signer, body, op.accept()).await
+    {
         Ok(response) => response,
         Err(SendError::Connection(error)) => return Err(Failure::Retry("connection", error, None)),
+        Err(SendError::ConnectTimeout(error)) => return Err(Failure::Retry("connect_timeout", error, None)),
         Err(e @ SendError::Credentials(_)) => return Err(Failure::Final(e.into_api_error())),
     };
     if response.status().is_success() {
-        return Ok(response);
+        if op != Operation::ConverseStream {
+            return Ok((response, None));
+        }
+        let opening = open_stream(app, route, response.body_mut()).await?;
+        return Ok((response, Some(opening)));
     }
     let error_type = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok());
     let reason = retry_reason(response.status(), error_type);
@@ -242,23 +278,91 @@ async fn attempt_once(
     })
 }
 
+/// Reads a ConverseStream body up to its first frame. An exception frame there is classified as
+/// its HTTP twin would be (retried or final); a body that breaks before it is a connection error.
+async fn open_stream(app: &App, route: &Route, body: &mut Incoming) -> Result<Opening, Failure> {
+    let model = &route.model.served_name;
+    let mut decoder = EventStreamDecoder::new();
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(frame @ StreamFrame::Event { .. })) => return Ok(Opening { decoder, frame }),
+            Ok(Some(
+                StreamFrame::Exception { exception_type: code, message }
+                | StreamFrame::Error { code, message },
+            )) => {
+                app.metrics.upstream_errors.with_label_values(&[model, &shape_name(&code)]).inc();
+                let error = stream_exception_error(&code, &message, model);
+                return Err(match retry_reason(StatusCode::OK, Some(&code)) {
+                    Some(reason) => Failure::Retry(reason, error, None),
+                    None => Failure::Final(error),
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, model = %model, "undecodable first frame in the Bedrock stream");
+                return Err(Failure::Final(stream_malformed()));
+            }
+        }
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    decoder.push(&data);
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, model = %model, "Bedrock stream broke off before its first frame");
+                return Err(Failure::Retry("connection", stream_broke_off(), None));
+            }
+            None => return Err(Failure::Final(stream_ended())),
+        }
+    }
+}
+
+/// An in-stream exception's member name as the error shape's name (`throttlingException` ->
+/// `ThrottlingException`), so that the errors metric counts both forms of one error together.
+fn shape_name(member: &str) -> String {
+    let mut chars = member.chars();
+    chars.next().map(|c| c.to_ascii_uppercase()).into_iter().chain(chars).collect()
+}
+
+/// 502 for a Bedrock stream whose connection broke before the answer was complete.
+pub fn stream_broke_off() -> ApiError {
+    ApiError::bad_gateway("The Bedrock stream broke off before the answer was complete.")
+}
+
+/// 502 for a Bedrock stream that ended cleanly before the answer was complete.
+pub fn stream_ended() -> ApiError {
+    ApiError::bad_gateway("The Bedrock stream ended before the answer was complete.")
+}
+
+/// 502 for a Bedrock stream with a frame that cannot be decoded.
+pub fn stream_malformed() -> ApiError {
+    ApiError::bad_gateway("Bedrock sent a malformed event stream.")
+}
+
 /// The retries metric's reason for a Bedrock error worth retrying, `None` for the rest.
 ///
 /// By AWS error code first (ModelNotReadyException is a 429 that means "loading", not
-/// "throttled"), then by status for errors without a known code.
+/// "throttled"), then by status for errors without a known code. Codes compare without case:
+/// an in-stream exception names its member (`throttlingException`), given with status 200.
 pub fn retry_reason(status: StatusCode, error_type: Option<&str>) -> Option<&'static str> {
-    let code = error_type.map(|t| t.split(':').next().unwrap_or(t).trim());
-    match code {
-        Some("ThrottlingException") => Some("throttled"),
-        Some("ServiceUnavailableException" | "ModelNotReadyException") => Some("unavailable"),
-        Some("InternalServerException") => Some("server_error"),
-        Some(c) if !c.is_empty() && !status.is_server_error() => None,
-        _ => match status.as_u16() {
+    let code = error_type.map_or("", |t| t.split(':').next().unwrap_or(t).trim());
+    let is = |name: &str| code.eq_ignore_ascii_case(name);
+    if is("ThrottlingException") {
+        Some("throttled")
+    } else if is("ServiceUnavailableException") || is("ModelNotReadyException") {
+        Some("unavailable")
+    } else if is("InternalServerException") {
+        Some("server_error")
+    } else if !code.is_empty() && !status.is_server_error() {
+        None
+    } else {
+        match status.as_u16() {
             429 => Some("throttled"),
             503 => Some("unavailable"),
             500..=599 => Some("server_error"),
             _ => None,
-        },
+        }
     }
 }
 
@@ -317,6 +421,18 @@ mod tests {
             assert_eq!(r(status, Some(code)), None, "{code}");
         }
         assert_eq!(r(404, None), None);
+        // In-stream exceptions: member names, inside a 200.
+        assert_eq!(r(200, Some("throttlingException")), Some("throttled"));
+        assert_eq!(r(200, Some("serviceUnavailableException")), Some("unavailable"));
+        assert_eq!(r(200, Some("internalServerException")), Some("server_error"));
+        assert_eq!(r(200, Some("modelStreamErrorException")), None);
+        assert_eq!(r(200, Some("validationException")), None);
+    }
+
+    #[test]
+    fn stream_members_count_as_their_shapes() {
+        assert_eq!(shape_name("throttlingException"), "ThrottlingException");
+        assert_eq!(shape_name(""), "");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
-use http::{HeaderValue, Method, Request, Response, Uri};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -62,6 +62,7 @@ pub fn encode_label(label: &str) -> String {
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    connect_timeout: Duration,
 }
 
 impl Default for Upstream {
@@ -81,6 +82,8 @@ pub enum SendError {
     /// Connecting, or the connection broke before the response headers (worth retrying): the
     /// caller's 502 (the cause is logged where it happened).
     Connection(ApiError),
+    /// Connecting took longer than the connect timeout (worth retrying): the caller's 504.
+    ConnectTimeout(ApiError),
 }
 
 impl From<SendError> for ApiError {
@@ -90,10 +93,11 @@ impl From<SendError> for ApiError {
 }
 
 impl SendError {
-    /// The caller's error: the credentials' 503, or a 502 for a Bedrock the gateway cannot reach.
+    /// The caller's error: the credentials' 503, a 502 for a Bedrock the gateway cannot reach, or
+    /// a 504 when connecting took too long.
     pub fn into_api_error(self) -> ApiError {
         match self {
-            SendError::Credentials(e) | SendError::Connection(e) => e,
+            SendError::Credentials(e) | SendError::Connection(e) | SendError::ConnectTimeout(e) => e,
         }
     }
 }
@@ -115,7 +119,7 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(https_connector(http));
-        Upstream { client }
+        Upstream { client, connect_timeout }
     }
 
     /// Sends a JSON POST to `target`, signed now (a retry gets a fresh signature date); `accept`
@@ -157,15 +161,44 @@ impl Upstream {
         }
         *request.body_mut() = Full::new(body);
         let span = BedrockCall::start(target);
+        let mut timed_out = false;
         let result = self.client.request(request).await.map_err(|e| {
             tracing::warn!(error = %e, uri = %target.uri, "Bedrock request failed before a response");
+            timed_out = connect_timed_out(&e);
+            if timed_out {
+                return ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "server_error",
+                    format!(
+                        "The gateway could not connect to Bedrock within {} ms; the request was not completed.",
+                        self.connect_timeout.as_millis()
+                    ),
+                )
+                .with_code("timeout");
+            }
             ApiError::bad_gateway("The gateway could not reach Bedrock; the request was not completed.")
         });
         if let Some(span) = span {
             span.finish(&result);
         }
-        result.map_err(SendError::Connection)
+        result.map_err(if timed_out { SendError::ConnectTimeout } else { SendError::Connection })
     }
+}
+
+/// Whether `error` is the connector giving up after the connect timeout (an `io::Error` of kind
+/// `TimedOut` in its causes) rather than a refused or broken connection.
+fn connect_timed_out(error: &hyper_util::client::legacy::Error) -> bool {
+    if !error.is_connect() {
+        return false;
+    }
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Adds `x-amz-date`, `x-amz-security-token` (when present) and `authorization` to `request`.

@@ -15,10 +15,12 @@ use fixtures::{Harness, KEY, sse_events};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use proxy::resilience::Policy;
+use proxy::upstream::Upstream;
 use serde_json::{Value, json};
 
-/// A model answered from two regions and then another model; one that times out fast; an
-/// account whose endpoint refuses connections, falling back to a working model.
+/// A model answered from two regions and then another model; one that times out fast, alone
+/// and with a fallback; an account whose endpoint refuses connections, falling back to a
+/// working model.
 const EXTRA: &str = "apiVersion: bedrockgateway.io/v1alpha1
 kind: BedrockModel
 metadata: {name: nova-ha, namespace: ai-gateway}
@@ -32,6 +34,11 @@ apiVersion: bedrockgateway.io/v1alpha1
 kind: BedrockModel
 metadata: {name: nova-quick, namespace: ai-gateway}
 spec: {accountRef: demo, modelId: amazon.nova-pro-v1:0, timeouts: {firstByteMs: 150}}
+---
+apiVersion: bedrockgateway.io/v1alpha1
+kind: BedrockModel
+metadata: {name: nova-quick-ha, namespace: ai-gateway}
+spec: {accountRef: demo, modelId: amazon.nova-pro-v1:0, timeouts: {firstByteMs: 150}, fallbacks: [{model: nova-lite}]}
 ---
 apiVersion: bedrockgateway.io/v1alpha1
 kind: BedrockAccount
@@ -72,8 +79,19 @@ fn policy() -> Policy {
 }
 
 async fn harness() -> Harness {
-    Harness::start_full(bedrock_sim::SimConfig::default(), &[("extra.yaml", EXTRA)], None, |app| {
-        app.resilience = policy();
+    harness_with(policy(), "").await
+}
+
+/// A harness with `policy` and `more` manifests beside [`EXTRA`].
+async fn harness_with(policy: Policy, more: &str) -> Harness {
+    let mut extra = vec![("extra.yaml", EXTRA)];
+    if !more.is_empty() {
+        extra.push(("more.yaml", more));
+    }
+    Harness::start_full(bedrock_sim::SimConfig::default(), &extra, None, |app| {
+        app.resilience = policy;
+        // Short enough for the connect-timeout test; loopback connects take microseconds.
+        app.upstream = Upstream::with_connect_timeout(Duration::from_millis(200));
     })
     .await
 }
@@ -238,7 +256,7 @@ async fn a_throttled_region_hands_over_to_the_next_region_with_the_same_body() {
             "no re-translation for a region fallback"
         );
     }
-    let sample = "bedrock_gateway_fallbacks_total{model=\"demo/nova-ha\",served_by=\"demo/nova-ha\"}";
+    let sample = "bedrock_gateway_fallbacks_total{model=\"demo/nova-ha\",reason=\"throttled\",served_by=\"demo/nova-ha\"}";
     assert_eq!(metric(&h, sample).await, 2);
 }
 
@@ -313,6 +331,270 @@ async fn a_slow_first_byte_is_a_504_and_the_call_is_dropped() {
     }
     assert_eq!(h.sim.requests().len(), 2, "a timeout is not retried");
     wait_for_cancelled(&h, 2).await;
+}
+
+const NOVA_LITE_STREAM: &str = "/model/amazon.nova-lite-v1%3A0/converse-stream";
+
+/// The text of a finished stream's content chunks; panics unless it ends with `[DONE]`.
+fn streamed_text(r: &fixtures::Reply) -> String {
+    let events = sse_events(&r.text());
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{events:?}");
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_throttling_first_frame_is_retried_before_the_caller_gets_a_byte() {
+    let h = harness().await;
+    let text = "one two [[sim:first-frame=throttlingException]][[sim:times=2]]";
+    let r = h.chat(ask("demo/nova-lite", text, true)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.content_type, "text/event-stream");
+    assert_eq!(r.header("x-bedrock-gateway-served-by").unwrap(), "demo/nova-lite; region=us-east-1");
+    assert_eq!(streamed_text(&r), "Simulated reply to: one two");
+    let recorded = h.sim.requests();
+    assert_eq!(recorded.len(), 3);
+    assert!(recorded.iter().all(|q| q.path == NOVA_LITE_STREAM && q.body == recorded[0].body));
+    let retried = "bedrock_gateway_upstream_retries_total{account=\"demo\",model=\"demo/nova-lite\",reason=\"throttled\"}";
+    assert_eq!(metric(&h, retried).await, 2);
+    let errors =
+        "bedrock_gateway_upstream_errors_total{error_type=\"ThrottlingException\",model=\"demo/nova-lite\"}";
+    assert_eq!(metric(&h, errors).await, 2);
+}
+
+#[tokio::test]
+async fn a_first_frame_exception_is_an_http_error_after_its_retries() {
+    let h = harness().await;
+    for (exception, attempts, status, expected) in [
+        (
+            "throttlingException",
+            3,
+            429,
+            error(
+                "Bedrock is rate limiting requests to model `demo/nova-lite`: Too many requests, please wait \
+                 before trying again.",
+                "rate_limit_error",
+                "rate_limit_exceeded",
+            ),
+        ),
+        (
+            "serviceUnavailableException",
+            3,
+            503,
+            error(
+                "Model `demo/nova-lite` is temporarily unavailable on Bedrock: Bedrock is unable to process your \
+                 request.",
+                "server_error",
+                "service_unavailable",
+            ),
+        ),
+        (
+            "internalServerException",
+            3,
+            502,
+            error(
+                "Bedrock failed while streaming model `demo/nova-lite` (internalServerException): The system \
+                 encountered an unexpected error during processing. Try your request again.",
+                "server_error",
+                "upstream_error",
+            ),
+        ),
+        // Errors about the request or the model are not retried, but no byte went out either.
+        (
+            "validationException",
+            1,
+            400,
+            json!({"error": {
+                "message": "The model returned a validation error while streaming the response.",
+                "type": "invalid_request_error",
+                "param": null,
+                "code": null,
+            }}),
+        ),
+        (
+            "modelStreamErrorException",
+            1,
+            502,
+            error(
+                "Bedrock failed while streaming model `demo/nova-lite` (modelStreamErrorException): The model \
+                 encountered an error while streaming the response.",
+                "server_error",
+                "upstream_error",
+            ),
+        ),
+    ] {
+        h.sim.clear_requests();
+        let r = h.chat(ask("demo/nova-lite", &format!("hi [[sim:first-frame={exception}]]"), true)).await;
+        assert_eq!(r.status.as_u16(), status, "{exception}: {}", r.text());
+        assert_eq!(r.content_type, "application/json", "{exception}");
+        assert_eq!(r.json(), expected, "{exception}");
+        assert_eq!(h.sim.requests().len(), attempts, "{exception}");
+    }
+}
+
+#[tokio::test]
+async fn a_throttling_first_frame_hands_over_to_the_fallbacks_which_are_billed() {
+    let h = harness().await;
+    let text = "hi [[sim:first-frame=throttlingException]][[sim:fault-region=us-east-1]]";
+    let r = h.chat(ask("demo/nova-ha", text, true)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("x-bedrock-gateway-served-by").unwrap(), "demo/nova-ha; region=us-west-2");
+    assert_eq!(streamed_text(&r), "Simulated reply to: hi");
+    let regions: Vec<String> = calls(&h).into_iter().map(|(region, _)| region).collect();
+    assert_eq!(regions, ["us-east-1", "us-east-1", "us-east-1", "us-west-2"]);
+
+    h.sim.clear_requests();
+    let nova_tokens = "bedrock_gateway_tokens_total{model=\"demo/nova-ha\",type=\"input\"}";
+    let nova_before = metric(&h, nova_tokens).await;
+    let text = "hi [[sim:first-frame=serviceUnavailableException]][[sim:fault-model=amazon.nova-lite-v1:0]]";
+    let mut body = ask("demo/nova-ha", text, true);
+    body["stream_options"] = json!({"include_usage": true});
+    let r = h.chat(body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("x-bedrock-gateway-served-by").unwrap(), "demo/claude-sonnet; region=us-west-2");
+    assert_eq!(streamed_text(&r), "Simulated reply to: hi");
+    assert_eq!(h.sim.requests().len(), 7, "3 attempts in each region, then the other model");
+    let events = sse_events(&r.text());
+    let usage: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    let prompt = usage["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(prompt > 0, "{usage}");
+    // Usage goes to the model that answered, and its stream ended normally (status 200).
+    let tokens = "bedrock_gateway_tokens_total{model=\"demo/claude-sonnet\",type=\"input\"}";
+    assert_eq!(metric(&h, tokens).await, prompt);
+    assert_eq!(metric(&h, nova_tokens).await, nova_before);
+    for (served_by, reason, n) in [("demo/nova-ha", "throttled", 1), ("demo/claude-sonnet", "unavailable", 1)]
+    {
+        let sample = format!(
+            "bedrock_gateway_fallbacks_total{{model=\"demo/nova-ha\",reason=\"{reason}\",served_by=\"{served_by}\"}}"
+        );
+        assert_eq!(metric(&h, &sample).await, n, "{sample}");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_first_byte_moves_on_to_the_fallback_at_once() {
+    let h = harness().await;
+    let text = "hi [[sim:latency=2000]][[sim:fault-model=amazon.nova-pro-v1:0]]";
+    for stream in [false, true] {
+        let r = h.chat(ask("demo/nova-quick-ha", text, stream)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.header("x-bedrock-gateway-served-by").unwrap(), "demo/nova-lite; region=us-east-1");
+        if stream {
+            assert_eq!(streamed_text(&r), "Simulated reply to: hi");
+        } else {
+            assert_eq!(r.json()["choices"][0]["message"]["content"], "Simulated reply to: hi");
+            assert_eq!(r.json()["model"], "demo/nova-quick-ha");
+        }
+    }
+    let paths: Vec<String> = calls(&h).into_iter().map(|(_, path)| path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/model/amazon.nova-pro-v1%3A0/converse",
+            NOVA_LITE,
+            "/model/amazon.nova-pro-v1%3A0/converse-stream",
+            NOVA_LITE_STREAM,
+        ],
+        "the slow model is not retried"
+    );
+    let sample = "bedrock_gateway_fallbacks_total{model=\"demo/nova-quick-ha\",reason=\"first_byte_timeout\",served_by=\"demo/nova-lite\"}";
+    assert_eq!(metric(&h, sample).await, 2);
+    let text = h.call(http::Method::GET, "/metrics", None, None).await.text();
+    assert!(
+        !text.contains("retries_total{account=\"demo\",model=\"demo/nova-quick-ha\""),
+        "no retry:\n{text}"
+    );
+    wait_for_cancelled(&h, 2).await;
+}
+
+#[tokio::test]
+async fn no_fallback_starts_after_the_deadline() {
+    let h = harness_with(Policy { deadline: Duration::from_millis(100), ..policy() }, "").await;
+    let r = h.chat(ask("demo/nova-quick-ha", "hi [[sim:latency=2000]]", true)).await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        r.json(),
+        error(
+            "Bedrock did not start answering for model `demo/nova-quick-ha` within 150 ms.",
+            "server_error",
+            "timeout"
+        )
+    );
+    assert_eq!(h.sim.requests().len(), 1);
+}
+
+/// A listener whose accept queue is full: connecting to it hangs until the client gives up
+/// (Linux drops the SYN), the way a firewalled or black-holed endpoint behaves.
+struct Blackhole {
+    url: String,
+    _listener: tokio::net::TcpListener,
+    _queued: std::net::TcpStream,
+}
+
+fn blackhole() -> Blackhole {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let queued = std::net::TcpStream::connect(addr).unwrap();
+    Blackhole { url: format!("http://{addr}"), _listener: listener, _queued: queued }
+}
+
+#[tokio::test]
+async fn a_connect_timeout_is_retried_then_falls_back() {
+    let hole = blackhole();
+    let more = format!(
+        "apiVersion: bedrockgateway.io/v1alpha1
+kind: BedrockAccount
+metadata: {{name: stuck, namespace: ai-gateway}}
+spec:
+  defaultRegion: us-east-1
+  auth: {{accessKey: {{secretRef: {{name: aws-keys}}}}}}
+  endpoints: {{runtime: '{url}', control: '{url}'}}
+---
+apiVersion: bedrockgateway.io/v1alpha1
+kind: BedrockModel
+metadata: {{name: nova-stuck, namespace: ai-gateway}}
+spec: {{accountRef: stuck, modelId: amazon.nova-lite-v1:0}}
+---
+apiVersion: bedrockgateway.io/v1alpha1
+kind: BedrockModel
+metadata: {{name: nova-unstuck, namespace: ai-gateway}}
+spec: {{accountRef: stuck, modelId: amazon.nova-lite-v1:0, fallbacks: [{{model: nova-lite}}]}}
+---
+apiVersion: bedrockgateway.io/v1alpha1
+kind: AccessPolicy
+metadata: {{name: stuck, namespace: ai-gateway}}
+spec:
+  subjects: [{{team: quickstart}}]
+  models: ['stuck/*']
+",
+        url = hole.url
+    );
+    let h = harness_with(policy(), &more).await;
+    let r = h.chat(ask("stuck/nova-stuck", "hi", true)).await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        error(
+            "The gateway could not connect to Bedrock within 200 ms; the request was not completed.",
+            "server_error",
+            "timeout"
+        )
+    );
+    let retried = "bedrock_gateway_upstream_retries_total{account=\"stuck\",model=\"stuck/nova-stuck\",reason=\"connect_timeout\"}";
+    assert_eq!(metric(&h, retried).await, 2);
+
+    for stream in [false, true] {
+        let r = h.chat(ask("stuck/nova-unstuck", "hi", stream)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.header("x-bedrock-gateway-served-by").unwrap(), "demo/nova-lite; region=us-east-1");
+    }
+    assert_eq!(h.sim.requests().len(), 2, "only the fallback reached Bedrock");
+    let sample = "bedrock_gateway_fallbacks_total{model=\"stuck/nova-unstuck\",reason=\"connect_timeout\",served_by=\"demo/nova-lite\"}";
+    assert_eq!(metric(&h, sample).await, 2);
 }
 
 #[tokio::test]

@@ -133,9 +133,14 @@ pub(crate) async fn answer(
         tokio::time::sleep(directives.latency).await;
         waiting.iter_mut().for_each(Completion::finish);
     }
-    if let Some(name) = &directives.error
-        && directives.times.is_none_or(|n| live.as_ref().map_or(1, |live| (live.attempt)()) <= n)
+    if (directives.error.is_some() || directives.first_frame.is_some())
+        && directives.times.is_some_and(|n| live.as_ref().map_or(1, |live| (live.attempt)()) > n)
     {
+        // The retries `times=N` allows are over: this call is answered.
+        directives.error = None;
+        directives.first_frame = None;
+    }
+    if let Some(name) = &directives.error {
         return Err(AwsError::modeled(name, model_id).unwrap_or_else(|| AwsError::validation(name.clone())));
     }
     let cache_use: Option<CacheUse> = cache.and_then(|c| c.lookup(input.cache_prefix.as_ref()));

@@ -24,6 +24,8 @@ pub(crate) struct Directives {
     pub gap: Duration,
     /// `[[sim:stream-error=name]]`: exception frame after the first delta.
     pub stream_error: Option<&'static str>,
+    /// `[[sim:first-frame=name]]`: the 200 stream's first and only frame is this exception.
+    pub first_frame: Option<&'static str>,
     /// `[[sim:reset]]`: abort the connection after the first delta.
     pub reset: bool,
     /// `[[sim:garbage]]`: invalid frame bytes after the first delta.
@@ -32,8 +34,8 @@ pub(crate) struct Directives {
     pub bad_crc: bool,
     /// `[[sim:truncated]]`: half a frame after the first delta, then the body ends.
     pub truncated: bool,
-    /// `[[sim:times=N]]`: `error` strikes only the first N calls with this model and body (the
-    /// caller's retries), later ones are answered.
+    /// `[[sim:times=N]]`: `error` and `first-frame` strike only the first N calls with this model
+    /// and body (the caller's retries), later ones are answered.
     pub times: Option<u32>,
     /// `[[sim:fault-model=ID]]`: the faults strike only calls to this model id.
     pub fault_model: Option<String>,
@@ -58,6 +60,11 @@ fn bad(message: String) -> AwsError {
     AwsError::validation(message)
 }
 
+fn stream_exception(name: &str) -> Result<&'static str, AwsError> {
+    let found = STREAM_EXCEPTIONS.iter().find(|e| **e == name);
+    found.copied().ok_or_else(|| bad(format!("bedrock-sim: unknown stream exception '{name}'")))
+}
+
 fn millis(name: &str, value: Option<&str>) -> Result<Duration, AwsError> {
     value
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -76,6 +83,7 @@ impl Directives {
             self.latency = Duration::ZERO;
             self.gap = Duration::ZERO;
             self.stream_error = None;
+            self.first_frame = None;
             self.reset = false;
             self.garbage = false;
             self.bad_crc = false;
@@ -117,11 +125,8 @@ pub(crate) fn parse(text: &str) -> Result<Directives, AwsError> {
             }
             ("latency", v) => d.latency = millis(name, v)?,
             ("gap", v) => d.gap = millis(name, v)?,
-            ("stream-error", Some(v)) => {
-                let found = STREAM_EXCEPTIONS.iter().find(|e| **e == v);
-                d.stream_error =
-                    Some(*found.ok_or_else(|| bad(format!("bedrock-sim: unknown stream exception '{v}'")))?);
-            }
+            ("stream-error", Some(v)) => d.stream_error = Some(stream_exception(v)?),
+            ("first-frame", Some(v)) => d.first_frame = Some(stream_exception(v)?),
             ("tool", Some(v)) => {
                 let (name, input) = match v.split_once(':') {
                     Some((name, json)) => {
@@ -182,9 +187,10 @@ mod tests {
         assert_eq!(d.error.as_deref(), Some("ThrottlingException"));
         assert_eq!(d.reply.as_deref(), Some("a  b"));
         assert_eq!(d.clean_text, "hi there");
-        let more = parse("x [[sim:bad-crc]][[sim:truncated]][[sim:times=2]][[sim:fault-model=a.b:0]][[sim:fault-region=eu-west-1]]")
+        let more = parse("x [[sim:bad-crc]][[sim:truncated]][[sim:times=2]][[sim:fault-model=a.b:0]][[sim:fault-region=eu-west-1]][[sim:first-frame=serviceUnavailableException]]")
             .unwrap();
         assert!(more.bad_crc && more.truncated);
+        assert_eq!(more.first_frame, Some("serviceUnavailableException"));
         assert_eq!(more.times, Some(2));
         assert_eq!(
             (more.fault_model.as_deref(), more.fault_region.as_deref()),
@@ -200,9 +206,11 @@ mod tests {
         assert!(d.error.is_some() && !d.latency.is_zero());
         d.target("m2", Some("us-east-1"));
         assert!(d.error.is_none() && d.latency.is_zero());
-        let mut d = parse("[[sim:reset]][[sim:fault-region=us-east-1]]").unwrap();
+        let mut d =
+            parse("[[sim:reset]][[sim:first-frame=throttlingException]][[sim:fault-region=us-east-1]]")
+                .unwrap();
         d.target("m", Some("us-west-2"));
-        assert!(!d.cuts_stream());
+        assert!(!d.cuts_stream() && d.first_frame.is_none());
         let mut d = parse("[[sim:reset]][[sim:fault-region=us-east-1]]").unwrap();
         d.target("m", Some("us-east-1"));
         assert!(d.cuts_stream());
@@ -214,6 +222,7 @@ mod tests {
             "[[sim:error=NoSuchException]]",
             "[[sim:latency=soon]]",
             "[[sim:stream-error=boom]]",
+            "[[sim:first-frame=ThrottlingException]]",
             "[[sim:explode]]",
             "[[sim:times=x]]",
             "[[sim:reset",

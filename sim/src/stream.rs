@@ -194,6 +194,11 @@ fn exception_payload(name: &str) -> Vec<u8> {
 /// The steps of a ConverseStream body for `reply`, with the mid-stream faults of `directives`.
 fn plan(reply: &Reply, directives: &Directives) -> VecDeque<Step> {
     let mut steps = VecDeque::new();
+    if let Some(name) = directives.first_frame {
+        // Refused before the model started: the exception is all the 200 stream carries.
+        steps.push_back(Step::Exception(name, exception_payload(name)));
+        return steps;
+    }
     steps.push_back(Step::Event("messageStart", to_json(&MessageStart { role: "assistant", p: padding() })));
     let mut content = content_events(reply).into_iter();
     if directives.cuts_stream() {
@@ -396,6 +401,16 @@ mod tests {
             names(&steps),
             ["messageStart", "contentBlockDelta", "garbage", "modelStreamErrorException", "reset"]
         );
+    }
+
+    #[test]
+    fn a_first_frame_exception_is_the_whole_stream() {
+        let d = Directives {
+            first_frame: Some("throttlingException"),
+            stream_error: Some("modelStreamErrorException"),
+            ..Directives::default()
+        };
+        assert_eq!(names(&plan(&reply(), &d)), ["throttlingException"]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::time::Sleep;
 use super::{authorize, json_response, read_body, read_whole, record_request, snapshot, unix_now};
 use crate::auth::Subject;
 use crate::bedrock::converse::ConverseResponse;
-use crate::bedrock::eventstream::EventStreamDecoder;
+use crate::bedrock::eventstream::{EventStreamDecoder, StreamFrame};
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::limits::Admission;
@@ -144,9 +144,10 @@ async fn complete(
     let reply = answer.extra.unwrap_or(reply);
     let idle_after = app.resilience.idle_timeout;
     let served_by = answer.route.served_by.clone();
-    let sse = SseBody {
+    let opening = answer.opening.expect("a ConverseStream answer comes with its first frame");
+    let mut sse = SseBody {
         upstream: answer.response.into_body(),
-        decoder: EventStreamDecoder::new(),
+        decoder: opening.decoder,
         translator: ChatStream::new(meta, include_usage, reply),
         out: BytesMut::with_capacity(1024),
         done: false,
@@ -167,6 +168,11 @@ async fn complete(
             status: 200,
         }),
     };
+    // The first frame was read before answering (an exception there was retried): its chunk goes
+    // out with the headers, then whatever the decoder holds after it.
+    if sse.on_frame(opening.frame) {
+        sse.drain();
+    }
     let mut response = Response::new(ResponseBody::Stream(Box::pin(sse)));
     let headers = response.headers_mut();
     headers.extend(rate_headers);
@@ -313,6 +319,36 @@ impl SseBody {
         }
     }
 
+    /// Translates one frame; false once the stream is over.
+    fn on_frame(&mut self, frame: StreamFrame) -> bool {
+        match self.translator.on_frame(frame, &mut self.out) {
+            StreamStep::Continue => true,
+            StreamStep::Done | StreamStep::Failed(_) => {
+                self.end();
+                false
+            }
+        }
+    }
+
+    /// Translates every whole frame the decoder holds.
+    fn drain(&mut self) {
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    if !self.on_frame(frame) {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "undecodable frame in the Bedrock stream");
+                    self.fail(resilience::stream_malformed());
+                    break;
+                }
+            }
+        }
+    }
+
     fn fail(&mut self, error: ApiError) {
         if let Some(f) = &mut self.finish {
             f.status = error.status.as_u16();
@@ -360,32 +396,13 @@ impl Body for SseBody {
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else { continue };
                     this.decoder.push(&data);
-                    loop {
-                        match this.decoder.next_frame() {
-                            Ok(Some(frame)) => match this.translator.on_frame(frame, &mut this.out) {
-                                StreamStep::Continue => {}
-                                StreamStep::Done | StreamStep::Failed(_) => {
-                                    this.end();
-                                    break;
-                                }
-                            },
-                            Ok(None) => break,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "undecodable frame in the Bedrock stream");
-                                this.fail(ApiError::bad_gateway("Bedrock sent a malformed event stream."));
-                                break;
-                            }
-                        }
-                    }
+                    this.drain();
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "Bedrock stream broke off");
-                    this.fail(ApiError::bad_gateway(
-                        "The Bedrock stream broke off before the answer was complete.",
-                    ));
+                    this.fail(resilience::stream_broke_off());
                 }
-                None => this
-                    .fail(ApiError::bad_gateway("The Bedrock stream ended before the answer was complete.")),
+                None => this.fail(resilience::stream_ended()),
             }
         }
     }

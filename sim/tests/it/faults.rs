@@ -116,6 +116,28 @@ async fn stream_error_sends_exception_frame_after_first_delta() {
     }
 }
 
+#[tokio::test]
+async fn first_frame_sends_only_the_exception_for_the_first_n_calls() {
+    let sim = start().await;
+    let text = "a b [[sim:first-frame=throttlingException]][[sim:times=2]]";
+    for _ in 0..2 {
+        let resp = send(&http1(), post(&sim.url(), &stream_path(), user_body(text), test_bearer())).await;
+        assert_eq!(resp.status, 200);
+        let frames = decode_frames(&resp.body).unwrap();
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frame_header(&frames[0], ":message-type").as_deref(), Some("exception"));
+        assert_eq!(frame_header(&frames[0], ":exception-type").as_deref(), Some("throttlingException"));
+        assert_eq!(
+            payload(&frames[0]),
+            serde_json::json!({"message": "Too many requests, please wait before trying again."})
+        );
+    }
+    let resp = send(&http1(), post(&sim.url(), &stream_path(), user_body(text), test_bearer())).await;
+    let frames = decode_frames(&resp.body).unwrap();
+    assert_eq!(frame_header(&frames[0], ":event-type").as_deref(), Some("messageStart"));
+    assert_eq!(frame_header(frames.last().unwrap(), ":event-type").as_deref(), Some("metadata"));
+}
+
 /// Reads a body until it ends or fails; returns the data received and whether it failed.
 async fn read_until_error(client: &HttpClient, text: &str) -> (Vec<u8>, bool) {
     let sim = start().await;
