@@ -73,9 +73,9 @@ pub struct FallbackSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TimeoutsSpec {
-    /// Milliseconds Bedrock may take to start answering (response headers; a non-streaming
-    /// answer arrives whole, so allow for the whole generation); default the proxy's
-    /// --first-byte-timeout-ms.
+    /// Milliseconds Bedrock may take to start answering (response headers, and a stream's first
+    /// event; a non-streaming answer arrives whole, so allow for the whole generation); default
+    /// the proxy's --first-byte-timeout-ms. When it passes, the next fallback is tried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub first_byte_ms: Option<u64>,
