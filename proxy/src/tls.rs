@@ -61,7 +61,7 @@ impl ReloadingCert {
             format!("--tls-cert {} / --tls-key {}: {e}", cert_path.display(), key_path.display())
         })?;
         metrics.tls_reloads.with_label_values(&["success"]).inc();
-        metrics.set_tls_certificate_expiry(not_after);
+        export_expiry(metrics, not_after);
         Ok(ReloadingCert {
             cert_path: cert_path.to_owned(),
             key_path: key_path.to_owned(),
@@ -104,7 +104,7 @@ impl ReloadingCert {
             Ok((key, not_after)) => {
                 self.resolver.0.store(Arc::new(key));
                 self.metrics.tls_reloads.with_label_values(&["success"]).inc();
-                self.metrics.set_tls_certificate_expiry(not_after);
+                export_expiry(&self.metrics, not_after);
                 tracing::info!(cert = %self.cert_path.display(), "TLS certificate reloaded");
                 true
             }
@@ -141,24 +141,36 @@ fn read(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>), String>
 }
 
 /// The chain of `cert_pem` with the key of `key_pem`, which must match its first certificate,
-/// and that certificate's notAfter in seconds since the Unix epoch.
+/// and that certificate's notAfter (see [`not_after`]).
 fn certified_key(
     cert_pem: &[u8],
     key_pem: &[u8],
     provider: &CryptoProvider,
-) -> Result<(CertifiedKey, i64), String> {
+) -> Result<(CertifiedKey, Result<i64, String>), String> {
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("the certificate file is not PEM: {e}"))?;
     if chain.is_empty() {
         return Err("the certificate file holds no certificate".into());
     }
-    let not_after = not_after(&chain[0])?;
+    let not_after = not_after(&chain[0]);
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| format!("the key file holds no private key: {e}"))?;
     let key = CertifiedKey::from_der(chain, key, provider)
         .map_err(|e| format!("the certificate and key do not load together: {e}"))?;
     Ok((key, not_after))
+}
+
+/// Sets the expiry gauge; a certificate rustls serves but whose notAfter does not parse is still
+/// served (the gauge is for monitoring, not a reason to stop TLS), and the gauge keeps the
+/// previous certificate's expiry, which errs early.
+fn export_expiry(metrics: &Metrics, not_after: Result<i64, String>) {
+    match not_after {
+        Ok(not_after) => metrics.set_tls_certificate_expiry(not_after),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the TLS certificate's expiry; its gauge is not updated")
+        }
+    }
 }
 
 /// The notAfter of a DER certificate, in seconds since the Unix epoch.
@@ -168,4 +180,26 @@ fn not_after(cert: &CertificateDer<'_>) -> Result<i64, String> {
     let seconds = cert.tbs_certificate.validity.not_after.to_unix_duration().as_secs();
     // X.509 times end in 9999, far inside i64.
     Ok(i64::try_from(seconds).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expiry_that_does_not_parse_leaves_the_gauge_as_it_was() {
+        let metrics = Metrics::new();
+        export_expiry(&metrics, Ok(1_936_742_400));
+        let garbage = not_after(&CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x01]));
+        assert!(
+            garbage.as_ref().is_err_and(|e| e.starts_with("the first certificate is not X.509 DER")),
+            "{garbage:?}"
+        );
+        export_expiry(&metrics, garbage);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            text.contains("\nbedrock_gateway_tls_certificate_expiry_timestamp_seconds 1936742400\n"),
+            "{text}"
+        );
+    }
 }
