@@ -407,6 +407,20 @@ async fn a_slow_but_complete_request_is_served_and_an_idle_keep_alive_connection
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_longer_than_the_header_timeout_is_not_cut() {
+    let (h, _) = impatient().await;
+    // Eight events 300 ms apart: over twice the timeout, on HTTP/1.1 then on HTTP/2.
+    let body = chat_request("[[sim:reply=a b c d e f g]] [[sim:gap=300]]", true);
+    let r = h.chat(serde_json::from_str(&body).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(sse_events(&r.text()).last().map(String::as_str), Some("[DONE]"));
+    let tcp = TcpStream::connect(h.url.trim_start_matches("http://")).await.unwrap();
+    let r = h2_request(tcp, post_chat(&h.url, body)).await;
+    assert_eq!(r.version(), Version::HTTP_2);
+    assert_eq!(sse_events(&text(r.into_body()).await).last().map(String::as_str), Some("[DONE]"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ops_listener_has_the_header_timeout_too() {
     let parts = Metrics::new();
     let mut app = App::new(Arc::default(), parts, 1024);
