@@ -29,7 +29,9 @@ fuzz_target!(|data: &[u8]| {
 
     let mut frames = vec![event("messageStart", json!({"role": "assistant"}))];
     frames.extend(
-        texts.iter().map(|t| event("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"text": t}}))),
+        texts
+            .iter()
+            .map(|t| event("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"text": t}}))),
     );
     frames.push(event("contentBlockStop", json!({"contentBlockIndex": 0})));
     frames.push(event("messageStop", json!({"stopReason": "end_turn"})));

@@ -13,6 +13,7 @@ pub mod config;
 pub mod credentials;
 pub mod endpoints;
 pub mod error;
+pub mod header_timeout;
 pub mod limits;
 pub mod metrics;
 pub mod openai;

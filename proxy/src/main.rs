@@ -59,6 +59,12 @@ struct Cli {
     /// 503 with `Retry-After`. 0: no cap.
     #[arg(long, env = "BGW_MAX_CONCURRENT_REQUESTS", default_value_t = 0)]
     max_concurrent_requests: usize,
+    /// Milliseconds a client may take to send a request's headers, on the API and ops listeners
+    /// (slowloris guard); also how long an idle HTTP/1.1 keep-alive connection stays open, and
+    /// how long an HTTP/2 client may stay silent before a ping and then take to answer it.
+    #[arg(long, env = "BGW_HEADER_READ_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_ms: u64,
     /// Seconds open requests and streams may take to finish after SIGTERM; then the remaining
     /// connections are closed. The default lets a long stream (thousands of tokens) end.
     #[arg(long, default_value_t = 120)]
@@ -245,6 +251,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         .serving_playground(cli.playground)
         .limiting_concurrency(cli.max_concurrent_requests);
     app.metrics_on_api = cli.metrics_listen.is_none();
+    app.header_read_timeout = Duration::from_millis(cli.header_read_timeout_ms);
     app.upstream = Upstream::with_connect_timeout(Duration::from_millis(cli.upstream.connect_timeout_ms));
     app.resilience = cli.upstream.policy();
     app.batch.min_records = cli.batch_min_records;

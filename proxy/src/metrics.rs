@@ -55,6 +55,9 @@ pub struct Metrics {
     pub overloaded: IntCounter,
     /// Loads of the TLS listener's certificate by result (`success`, `error`).
     pub tls_reloads: IntCounterVec,
+    /// notAfter of the certificate the TLS listener serves; exported from its first load on
+    /// (see [`Metrics::set_tls_certificate_expiry`]).
+    tls_certificate_expiry: IntGauge,
 }
 
 impl Default for Metrics {
@@ -199,6 +202,11 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let tls_certificate_expiry = IntGauge::new(
+            "bedrock_gateway_tls_certificate_expiry_timestamp_seconds",
+            "notAfter of the certificate the TLS listener serves, in seconds since the Unix epoch.",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -242,6 +250,18 @@ impl Metrics {
             in_flight,
             overloaded,
             tls_reloads,
+            tls_certificate_expiry,
+        }
+    }
+
+    /// Sets the notAfter of the served TLS certificate (Unix seconds). The family is registered
+    /// on the first call, so a proxy without `--tls-cert` exports no expiry at all rather than a
+    /// 0 that an expiry alert would take for a long-expired certificate.
+    pub fn set_tls_certificate_expiry(&self, not_after: i64) {
+        self.tls_certificate_expiry.set(not_after);
+        match self.registry.register(Box::new(self.tls_certificate_expiry.clone())) {
+            Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot export the TLS certificate expiry"),
         }
     }
 

@@ -28,6 +28,7 @@ use crate::config::ConfigStore;
 use crate::endpoints;
 use crate::endpoints::chat_images::ImageFetcher;
 use crate::error::ApiError;
+use crate::header_timeout;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::otel::Traces;
@@ -64,6 +65,8 @@ pub struct App {
     pub concurrency: Concurrency,
     /// `/v1/batches` settings.
     pub batch: endpoints::batches::BatchSettings,
+    /// How long a client may take to send a request head (`--header-read-timeout-ms`).
+    pub header_read_timeout: Duration,
 }
 
 impl App {
@@ -87,6 +90,7 @@ impl App {
             traces: None,
             concurrency,
             batch: endpoints::batches::BatchSettings::default(),
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 
@@ -240,7 +244,8 @@ async fn serve_with<F, Fut>(
     Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
     // HTTP/1.1 and HTTP/2 on one port: h2c with prior knowledge, or h2 chosen by ALPN over TLS.
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    header_timeout::configure(&mut builder, app.header_read_timeout);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -279,8 +284,10 @@ async fn serve_with<F, Fut>(
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let timeout = app.header_read_timeout;
         let Some(tls) = mode.tls.clone() else {
-            tokio::spawn(serve_connection(builder, TokioIo::new(stream), service, watcher, peer));
+            let (io, service) = header_timeout::guard(TokioIo::new(stream), service, timeout);
+            tokio::spawn(serve_connection(builder, io, service, watcher, peer));
             continue;
         };
         let app = app.clone();
@@ -289,7 +296,8 @@ async fn serve_with<F, Fut>(
                 // A handshake that ends after SIGTERM gets no connection.
                 Ok(Ok(_)) if app.draining.load(Ordering::SeqCst) => {}
                 Ok(Ok(stream)) => {
-                    serve_connection(builder, TokioIo::new(stream), service, watcher, peer).await
+                    let (io, service) = header_timeout::guard(TokioIo::new(stream), service, timeout);
+                    serve_connection(builder, io, service, watcher, peer).await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

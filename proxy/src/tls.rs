@@ -5,7 +5,9 @@
 //! the files are read again on an interval and compared by content. New connections get the
 //! new certificate; open ones keep theirs. Files that do not load (half-written, key not matching
 //! the certificate) leave the served certificate in place, are logged with the reason and counted
-//! in `bedrock_gateway_tls_reloads_total{result="error"}`.
+//! in `bedrock_gateway_tls_reloads_total{result="error"}`. The served certificate's notAfter is
+//! `bedrock_gateway_tls_certificate_expiry_timestamp_seconds`, set at load and on every reload,
+//! so an alert sees a renewal that never arrived.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use prometheus::IntCounterVec;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -21,6 +22,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
+use x509_cert::der::Decode;
 
 use crate::metrics::Metrics;
 
@@ -32,7 +34,7 @@ pub struct ReloadingCert {
     resolver: Arc<Resolver>,
     /// The file contents last seen, to notice a change (and not retry an unchanged bad file).
     seen: Mutex<(Vec<u8>, Vec<u8>)>,
-    reloads: IntCounterVec,
+    metrics: Metrics,
 }
 
 /// Hands every new connection the certificate being served.
@@ -55,17 +57,18 @@ impl ReloadingCert {
     pub fn load(cert_path: &Path, key_path: &Path, metrics: &Metrics) -> Result<Self, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let (cert_pem, key_pem) = read(cert_path, key_path)?;
-        let key = certified_key(&cert_pem, &key_pem, &provider).map_err(|e| {
+        let (key, not_after) = certified_key(&cert_pem, &key_pem, &provider).map_err(|e| {
             format!("--tls-cert {} / --tls-key {}: {e}", cert_path.display(), key_path.display())
         })?;
         metrics.tls_reloads.with_label_values(&["success"]).inc();
+        export_expiry(metrics, not_after);
         Ok(ReloadingCert {
             cert_path: cert_path.to_owned(),
             key_path: key_path.to_owned(),
             provider,
             resolver: Arc::new(Resolver(ArcSwap::from_pointee(key))),
             seen: Mutex::new((cert_pem, key_pem)),
-            reloads: metrics.tls_reloads.clone(),
+            metrics: metrics.clone(),
         })
     }
 
@@ -98,14 +101,15 @@ impl ReloadingCert {
         let loaded = certified_key(&cert_pem, &key_pem, &self.provider);
         *seen = (cert_pem, key_pem);
         match loaded {
-            Ok(key) => {
+            Ok((key, not_after)) => {
                 self.resolver.0.store(Arc::new(key));
-                self.reloads.with_label_values(&["success"]).inc();
+                self.metrics.tls_reloads.with_label_values(&["success"]).inc();
+                export_expiry(&self.metrics, not_after);
                 tracing::info!(cert = %self.cert_path.display(), "TLS certificate reloaded");
                 true
             }
             Err(e) => {
-                self.reloads.with_label_values(&["error"]).inc();
+                self.metrics.tls_reloads.with_label_values(&["error"]).inc();
                 tracing::warn!(
                     cert = %self.cert_path.display(),
                     error = %e,
@@ -136,16 +140,66 @@ fn read(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>), String>
     Ok((cert, key))
 }
 
-/// The chain of `cert_pem` with the key of `key_pem`, which must match its first certificate.
-fn certified_key(cert_pem: &[u8], key_pem: &[u8], provider: &CryptoProvider) -> Result<CertifiedKey, String> {
+/// The chain of `cert_pem` with the key of `key_pem`, which must match its first certificate,
+/// and that certificate's notAfter (see [`not_after`]).
+fn certified_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    provider: &CryptoProvider,
+) -> Result<(CertifiedKey, Result<i64, String>), String> {
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("the certificate file is not PEM: {e}"))?;
     if chain.is_empty() {
         return Err("the certificate file holds no certificate".into());
     }
+    let not_after = not_after(&chain[0]);
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| format!("the key file holds no private key: {e}"))?;
-    CertifiedKey::from_der(chain, key, provider)
-        .map_err(|e| format!("the certificate and key do not load together: {e}"))
+    let key = CertifiedKey::from_der(chain, key, provider)
+        .map_err(|e| format!("the certificate and key do not load together: {e}"))?;
+    Ok((key, not_after))
+}
+
+/// Sets the expiry gauge; a certificate rustls serves but whose notAfter does not parse is still
+/// served (the gauge is for monitoring, not a reason to stop TLS), and the gauge keeps the
+/// previous certificate's expiry, which errs early.
+fn export_expiry(metrics: &Metrics, not_after: Result<i64, String>) {
+    match not_after {
+        Ok(not_after) => metrics.set_tls_certificate_expiry(not_after),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the TLS certificate's expiry; its gauge is not updated")
+        }
+    }
+}
+
+/// The notAfter of a DER certificate, in seconds since the Unix epoch.
+fn not_after(cert: &CertificateDer<'_>) -> Result<i64, String> {
+    let cert = x509_cert::Certificate::from_der(cert)
+        .map_err(|e| format!("the first certificate is not X.509 DER: {e}"))?;
+    let seconds = cert.tbs_certificate.validity.not_after.to_unix_duration().as_secs();
+    // X.509 times end in 9999, far inside i64.
+    Ok(i64::try_from(seconds).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expiry_that_does_not_parse_leaves_the_gauge_as_it_was() {
+        let metrics = Metrics::new();
+        export_expiry(&metrics, Ok(1_936_742_400));
+        let garbage = not_after(&CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x01]));
+        assert!(
+            garbage.as_ref().is_err_and(|e| e.starts_with("the first certificate is not X.509 DER")),
+            "{garbage:?}"
+        );
+        export_expiry(&metrics, garbage);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            text.contains("\nbedrock_gateway_tls_certificate_expiry_timestamp_seconds 1936742400\n"),
+            "{text}"
+        );
+    }
 }

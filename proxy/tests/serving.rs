@@ -1,5 +1,6 @@
 //! The serving side: the concurrency cap, the request body limit, HTTP/2 (h2c and over TLS with
-//! ALPN) and the TLS listener reloading its certificate.
+//! ALPN), the TLS listener reloading its certificate and exporting its expiry, and the
+//! header-read timeout that closes slow (slowloris) connections.
 
 mod fixtures;
 
@@ -15,10 +16,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use proxy::concurrency::Concurrency;
 use proxy::metrics::Metrics;
-use proxy::server::{App, serve_tls};
+use proxy::server::{App, serve_ops, serve_tls};
 use proxy::tls::ReloadingCert;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 fn chat_request(text: &str, stream: bool) -> String {
@@ -278,4 +280,203 @@ fn a_certificate_that_does_not_load_stops_the_start() {
     let err = ReloadingCert::load(&dir.join("tls.crt"), &dir.join("tls.key"), &Metrics::new()).err().unwrap();
     assert!(err.contains("the key file holds no private key"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A certificate for `localhost` valid until `seconds` into the day `year-month-day` (UTC), and
+/// its key, as PEM.
+fn expiring(year: i32, month: u8, day: u8, seconds: u64) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(year, month, day) + Duration::from_secs(seconds);
+    (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+}
+
+const EXPIRY: &str = "bedrock_gateway_tls_certificate_expiry_timestamp_seconds";
+
+#[test]
+fn the_served_certificate_expiry_is_a_gauge_set_at_load_and_on_reload() {
+    let dir =
+        std::env::temp_dir().join(format!("bgw-tls-expiry-{}-{}", std::process::id(), fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_path, key_path) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let metrics = Metrics::new();
+    // Without a TLS listener there is no expiry to report, not a 0 that looks expired.
+    assert!(!String::from_utf8(metrics.render()).unwrap().contains(EXPIRY));
+
+    // 2031-05-17T00:00:00Z (UTCTime in the certificate).
+    let (a_cert, a_key) = expiring(2031, 5, 17, 0);
+    std::fs::write(&cert_path, &a_cert).unwrap();
+    std::fs::write(&key_path, &a_key).unwrap();
+    let certs = ReloadingCert::load(&cert_path, &key_path, &metrics).unwrap();
+    let exposed = || sample(&String::from_utf8(metrics.render()).unwrap(), EXPIRY);
+    assert_eq!(exposed(), Some(1_936_742_400.0));
+
+    // Renewed: 2051-03-04T05:06:07Z (GeneralizedTime, past UTCTime's 2049).
+    let (b_cert, b_key) = expiring(2051, 3, 4, 5 * 3600 + 6 * 60 + 7);
+    swap(&key_path, &b_key);
+    swap(&cert_path, &b_cert);
+    assert!(certs.reload());
+    assert_eq!(exposed(), Some(2_561_519_167.0));
+
+    // A pair that does not load leaves the served certificate, and its expiry, in place.
+    swap(&cert_path, &a_cert);
+    assert!(!certs.reload());
+    assert_eq!(exposed(), Some(2_561_519_167.0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// How long the slowloris tests let the proxy wait for a request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A proxy whose header-read timeout is [`HEADER_TIMEOUT`].
+async fn impatient() -> (Harness, String) {
+    let h = Harness::start_configured(|app| app.header_read_timeout = HEADER_TIMEOUT).await;
+    let addr = h.url.trim_start_matches("http://").to_owned();
+    (h, addr)
+}
+
+/// Reads `conn` to its end (or a reset) and returns what came; fails, naming `what`, if it
+/// stays open 10 s.
+async fn until_closed(conn: &mut TcpStream, what: &str) -> Vec<u8> {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    assert!(read.await.is_ok(), "{what}: still open; it sent {:?}", String::from_utf8_lossy(&got));
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_a_whole_request_head_is_closed_after_the_header_timeout() {
+    let (h, addr) = impatient().await;
+    // A partial request line; a partial header block; nothing at all (hyper-util's HTTP/1 vs
+    // HTTP/2 sniffing has no timer of its own); the start of HTTP/2's preface; the whole preface
+    // and SETTINGS but no request.
+    let starts: [&[u8]; 5] = [
+        b"GET /healthz HT",
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ",
+        b"",
+        b"PRI * HTTP/2.0\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+    ];
+    // All at once: each waits out the timeout.
+    let checks = starts.map(|start| {
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let mut conn = TcpStream::connect(&addr).await.unwrap();
+            conn.write_all(start).await.unwrap();
+            let what = format!("after {:?}", String::from_utf8_lossy(start));
+            let got = until_closed(&mut conn, &what).await;
+            if start.starts_with(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") {
+                // HTTP/2 answers the preface with its SETTINGS, then closes: no response.
+                let frames = h2_frames(&got);
+                assert!(frames.first().is_some_and(|f| f.0 == 0x4), "{what}: {frames:?}");
+                assert!(frames.iter().all(|f| f.2 == 0), "{what}: a stream frame in {frames:?}");
+            } else {
+                assert_eq!(String::from_utf8_lossy(&got), "", "{what}: no response, just the close");
+            }
+        })
+    });
+    for check in checks {
+        check.await.unwrap();
+    }
+    // The proxy still serves.
+    assert_eq!(h.call(Method::GET, "/healthz", None, None).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_but_complete_request_is_served_and_an_idle_keep_alive_connection_is_closed() {
+    let (_h, addr) = impatient().await;
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    // The head trickles in, but whole within the timeout.
+    for piece in ["GET /healthz HTTP/1.1\r\n", "Host: localhost\r\n", "\r\n"] {
+        conn.write_all(piece.as_bytes()).await.unwrap();
+        tokio::time::sleep(HEADER_TIMEOUT / 8).await;
+    }
+    let got = String::from_utf8(until_closed(&mut conn, "an idle keep-alive connection").await).unwrap();
+    // Answered, then closed while idle (keep-alive was on: the client did not say close).
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(got.ends_with("\r\n\r\nok\n"), "{got}");
+    assert!(!got.to_ascii_lowercase().contains("connection: close"), "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_longer_than_the_header_timeout_is_not_cut() {
+    let (h, _) = impatient().await;
+    // Eight events 300 ms apart: over twice the timeout, on HTTP/1.1 then on HTTP/2.
+    let body = chat_request("[[sim:reply=a b c d e f g]] [[sim:gap=300]]", true);
+    let r = h.chat(serde_json::from_str(&body).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(sse_events(&r.text()).last().map(String::as_str), Some("[DONE]"));
+    let tcp = TcpStream::connect(h.url.trim_start_matches("http://")).await.unwrap();
+    let r = h2_request(tcp, post_chat(&h.url, body)).await;
+    assert_eq!(r.version(), Version::HTTP_2);
+    assert_eq!(sse_events(&text(r.into_body()).await).last().map(String::as_str), Some("[DONE]"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ops_listener_has_the_header_timeout_too() {
+    let parts = Metrics::new();
+    let mut app = App::new(Arc::default(), parts, 1024);
+    app.header_read_timeout = HEADER_TIMEOUT;
+    let ops = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = ops.local_addr().unwrap();
+    tokio::spawn(serve_ops(ops, Arc::new(app)));
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /metr").await.unwrap();
+    assert_eq!(until_closed(&mut conn, "the ops listener").await, b"");
+}
+
+/// One HTTP/2 frame: 24-bit length, type, flags, stream id, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut frame = vec![len[1], len[2], len[3], kind, flags];
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// The HTTP/2 frames in `bytes`: their (type, flags, stream) in order.
+fn h2_frames(bytes: &[u8]) -> Vec<(u8, u8, u32)> {
+    let mut frames = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 9 {
+        let len = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        let stream = u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) & 0x7fff_ffff;
+        frames.push((rest[3], rest[4], stream));
+        rest = &rest[(9 + len).min(rest.len())..];
+    }
+    frames
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_http2_client_is_pinged_then_dropped() {
+    let (_h, addr) = impatient().await;
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    // GET /healthz: HPACK :method GET, :scheme http (static table), :path and :authority as literals.
+    let mut head = vec![0x82, 0x86, 0x04, 8];
+    head.extend_from_slice(b"/healthz");
+    head.extend_from_slice(&[0x01, 9]);
+    head.extend_from_slice(b"localhost");
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(0x4, 0, 0, &[]));
+    // END_STREAM | END_HEADERS on stream 1.
+    hello.extend(h2_frame(0x1, 0x5, 1, &head));
+    conn.write_all(&hello).await.unwrap();
+    // Then silence: no SETTINGS ack, no PING ack.
+    let frames = h2_frames(&until_closed(&mut conn, "a silent HTTP/2 client").await);
+    let (headers, ping, goaway) = (
+        frames.iter().position(|f| f.0 == 0x1 && f.2 == 1),
+        frames.iter().position(|f| f.0 == 0x6 && f.1 & 0x1 == 0),
+        frames.iter().position(|f| f.0 == 0x7),
+    );
+    // The request was answered, a keep-alive ping followed, then the close.
+    assert!(headers.is_some() && ping.is_some() && goaway.is_some(), "{frames:?}");
+    assert!(headers < ping && ping < goaway, "{frames:?}");
 }

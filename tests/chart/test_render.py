@@ -136,12 +136,19 @@ def test_proxy_follows_the_operators_config_map_and_secret():
 def test_serving_limits_reach_the_proxy():
     args = _args(one(render("defaults"), "Deployment", PROXY))
     assert _flag(args, "--max-concurrent-requests") == "1000"
+    assert _flag(args, "--header-read-timeout-ms") == "30000"
     # 20 images of 3.75 MB and 5 documents of 4.5 MB, base64-encoded, plus text.
     assert int(_flag(args, "--max-body-bytes")) == 136 * 1024 * 1024
     assert "--tls-cert" not in args
-    docs = render("defaults", "--set", "proxy.maxConcurrentRequests=0", "--set", "proxy.maxBodyBytes=1048576")
+    docs = render(
+        "defaults",
+        "--set", "proxy.maxConcurrentRequests=0",
+        "--set", "proxy.maxBodyBytes=1048576",
+        "--set", "proxy.headerReadTimeoutMs=5000",
+    )  # fmt: skip
     args = _args(one(docs, "Deployment", PROXY))
     assert (_flag(args, "--max-concurrent-requests"), _flag(args, "--max-body-bytes")) == ("0", "1048576")
+    assert _flag(args, "--header-read-timeout-ms") == "5000"
 
 
 def test_tls_mounts_the_secret_as_a_volume_the_proxy_reloads():

@@ -53,6 +53,7 @@ def test_helm_rejects_a_misspelled_value(setting, complaint):
         "operator.replicas=0",
         "proxy.autoscaling.targetCPUUtilizationPercentage=150",
         "operator.watch.namespaces={Team_A}",
+        "proxy.headerReadTimeoutMs=0",
     ],
 )
 def test_helm_rejects_a_wrong_value(setting):
