@@ -440,14 +440,14 @@ def main() -> None:
     p.add_argument("--hold", type=float, help="seconds the streams are held (default 5, quick 1)")
     p.add_argument("--soak", type=float, help="soak seconds (default 60, quick 5)")
     p.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
+    p.add_argument(
+        "--only",
+        choices=["hold", "rate"],
+        help="run one scenario and print it, writing nothing: hold = the concurrent streams on a fresh proxy; "
+        "rate = the fixed-rate rows with the proxy's context switches and CPU per request (perf stat), for A/B",
+    )
     p.add_argument("--no-build", action="store_true", help="use the binaries already built")
     p.add_argument("--output", type=Path, default=BENCH / "RESULTS.md", help="results file")
-    p.add_argument(
-        "--rate-only",
-        action="store_true",
-        help="only the fixed-rate rows, with the proxy's context switches and CPU per request (perf stat); "
-        "prints them and writes nothing (for latency A/B)",
-    )
     p.add_argument(
         "--proxy-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment of the proxy only"
     )
@@ -459,9 +459,9 @@ def main() -> None:
     args.soak = args.soak or (5.0 if quick else 60.0)
 
     raise_fd_limit()
-    if not args.rate_only:
+    if args.only != "rate":
         ensure_hey()
-    litellm_exe = None if args.no_litellm or args.rate_only else ensure_litellm()
+    litellm_exe = None if args.no_litellm or args.only else ensure_litellm()
     bin_dir = ROOT / "target" / "release" if args.no_build else build()
     if args.no_build and "CARGO_TARGET_DIR" in os.environ:
         bin_dir = Path(os.environ["CARGO_TARGET_DIR"]) / "release"
@@ -503,6 +503,13 @@ def run(args, bin_dir: Path, workdir: Path, procs: list[Proc], litellm_exe: Path
 
     proxy = start_proxy()
     r = Runner(args, bin_dir, workdir)
+    if args.only == "hold":
+        body = {"model": "demo/nova-lite", "messages": [{"role": "user", "content": f"Hold [[sim:gap=2000]] {PROMPT}"}]}
+        body |= {"max_tokens": 64, "stream": True, "stream_options": {"include_usage": True}}
+        held = hold_streams(r, proxy, f"{proxy.url}/v1/chat/completions", {"Authorization": f"Bearer {CALLER_KEY}"}, body)
+        per_stream = (held["open_rss"] - held["before"]) * 1024 / max(1, held["opened"])
+        print(json.dumps(held | {"per_stream_kib": round(per_stream, 1)}))
+        return
 
     direct_hdr = {"Authorization": f"Bearer {SIM_BEARER}"}
     caller_hdr = {"Authorization": f"Bearer {CALLER_KEY}"}
@@ -522,7 +529,7 @@ def run(args, bin_dir: Path, workdir: Path, procs: list[Proc], litellm_exe: Path
         if status != 200:
             raise SystemExit(f"smoke request to {url} answered {status}: {text[:500]!r}")
 
-    if args.rate_only:
+    if args.only == "rate":
         rate_only(r, sim, proxy, (direct_url, direct_hdr, converse), (chat_url, caller_hdr, chat("demo/nova-lite")))
         return
 

@@ -9,7 +9,8 @@
 //! is the start of a connection: hyper-util's auto builder first reads up to 24 bytes to tell
 //! HTTP/2's preface from HTTP/1, and the HTTP/2 handshake follows, both without a time limit.
 //! [`guard`] covers that: the connection's reads fail once the timeout has passed and its
-//! service has not yet been called with a request.
+//! service has not yet been called with a request. (Cleartext connections are sniffed by a
+//! `peek` in the server instead; that wait counts against the same deadline.)
 
 use std::convert::Infallible;
 use std::io;

@@ -18,7 +18,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use opentelemetry::context::FutureExt as _;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Authenticator;
@@ -148,11 +149,13 @@ impl App {
                 endpoints::images::generations(&self, req, started).await
             }
             (&Method::POST, "/v1/images/edits") => endpoints::images::edits(&self, req, started).await,
+            // Boxed: their S3 calls make these futures 16 KB, a chat's 3.5 KB; inline they would
+            // size the state of every request.
             (_, p) if p == "/v1/files" || p.starts_with("/v1/files/") => {
-                endpoints::files::handle(&self, req, started).await
+                Box::pin(endpoints::files::handle(&self, req, started)).await
             }
             (_, p) if p == "/v1/batches" || p.starts_with("/v1/batches/") => {
-                endpoints::batches::handle(&self, req, started).await
+                Box::pin(endpoints::batches::handle(&self, req, started)).await
             }
             (
                 _,
@@ -247,6 +250,8 @@ async fn serve_with<F, Fut>(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     header_timeout::configure(&mut builder, app.header_read_timeout);
     let graceful = GracefulShutdown::new();
+    // Dropped at shutdown: wakes the connections still waiting for their first bytes.
+    let (closing_tx, closing) = watch::channel(());
     tokio::pin!(shutdown);
     loop {
         let (stream, peer): (_, SocketAddr) = tokio::select! {
@@ -278,7 +283,10 @@ async fn serve_with<F, Fut>(
                 } else {
                     None
                 };
-                let response = closing_if(has_body, route(app, req).await);
+                // Boxed: hyper keeps an allocation of this future's size for the connection's life;
+                // inline, the handler's state (4.5 KB) would stay with every open stream after
+                // its response started. Boxed, it is freed when the response is ready.
+                let response = closing_if(has_body, Box::pin(route(app, req)).await);
                 Ok::<_, Infallible>(response.map(|body| Held::new(body, slot)))
             }
         });
@@ -286,8 +294,23 @@ async fn serve_with<F, Fut>(
         let watcher = graceful.watcher();
         let timeout = app.header_read_timeout;
         let Some(tls) = mode.tls.clone() else {
-            let (io, service) = header_timeout::guard(TokioIo::new(stream), service, timeout);
-            tokio::spawn(serve_connection(builder, io, service, watcher, peer));
+            let mut closing = closing.clone();
+            tokio::spawn(async move {
+                // One header-read deadline from accept: the protocol sniff and the first request.
+                let deadline = tokio::time::Instant::now() + timeout;
+                let builder = tokio::select! {
+                    builder = tokio::time::timeout_at(deadline, for_protocol(builder, &stream)) => match builder {
+                        Ok(builder) => builder,
+                        Err(_) => return,
+                    },
+                    // At shutdown a connection that has sent nothing is closed, as hyper closes one
+                    // it has not read a request from.
+                    _ = closing.changed() => return,
+                };
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let (io, service) = header_timeout::guard(TokioIo::new(stream), service, left);
+                serve_connection(builder, io, service, watcher, peer).await
+            });
             continue;
         };
         let app = app.clone();
@@ -306,6 +329,7 @@ async fn serve_with<F, Fut>(
     }
     app.draining.store(true, Ordering::SeqCst);
     drop(listener);
+    drop(closing_tx);
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
@@ -324,6 +348,27 @@ fn closing_if(has_body: bool, mut response: Response<ResponseBody>) -> Response<
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
     response
+}
+
+/// The first bytes of an HTTP/2 connection (RFC 9113 section 3.4): h2c with prior knowledge.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// `builder` set to the protocol the client's first bytes announce, told from a `peek` that leaves
+/// them in the socket. The auto builder would read them (at most 24 bytes) and hand them back to
+/// hyper first: hyper's HTTP/1 read buffer then holds 24 bytes when it asks for 8 KB free and
+/// doubles to 16 KB for the connection's life. The decision is the auto builder's: HTTP/1 as soon
+/// as a byte differs from the preface, HTTP/2 on the whole preface; a partial preface, end of
+/// stream or error leaves the connection to the auto builder as before.
+async fn for_protocol(
+    builder: auto::Builder<TokioExecutor>,
+    stream: &TcpStream,
+) -> auto::Builder<TokioExecutor> {
+    let mut first = [0u8; H2_PREFACE.len()];
+    match stream.peek(&mut first).await {
+        Ok(n) if n > 0 && first[..n] != H2_PREFACE[..n] => builder.http1_only(),
+        Ok(n) if n == H2_PREFACE.len() => builder.http2_only(),
+        _ => builder,
+    }
 }
 
 /// Serves one accepted connection until it closes or, after shutdown, drains.

@@ -148,6 +148,125 @@ async fn h2c_with_prior_knowledge_and_http1_share_the_port() {
     assert_eq!(r.status, StatusCode::OK);
 }
 
+/// An HTTP/2 client's io whose first `skip` bytes of the connection preface were already sent
+/// by hand: they are taken as written, so the peer sees them once.
+struct PrefaceSent {
+    io: TcpStream,
+    skip: usize,
+}
+
+impl tokio::io::AsyncRead for PrefaceSent {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for PrefaceSent {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.skip > 0 {
+            let n = self.skip.min(buf.len());
+            self.skip -= n;
+            return std::task::Poll::Ready(Ok(n));
+        }
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Writes `first`, waits until the server has had time to look at it alone, then writes `rest`
+/// and returns everything the server answered until it closed the connection.
+async fn in_two_segments(addr: &str, first: &[u8], rest: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tcp.write_all(rest).await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_protocol_is_told_from_first_bytes_that_arrive_in_pieces() {
+    let h = Harness::start().await;
+    let addr = h.url.trim_start_matches("http://").to_owned();
+    // One byte that is not the HTTP/2 preface's: HTTP/1 at once.
+    let answer =
+        in_two_segments(&addr, b"G", b"ET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nok\n"), "{answer}");
+    // "P" may begin the preface: the rest decides, and "POST" is HTTP/1.
+    let answer =
+        in_two_segments(&addr, b"P", b"OST /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{answer}");
+    assert!(answer.contains("\"message\":\"POST is not allowed on /healthz.\""), "{answer}");
+
+    // The preface in two segments is still HTTP/2.
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut tcp = TcpStream::connect(&addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &preface[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = h2_request(PrefaceSent { io: tcp, skip: 10 }, post_chat(&h.url, chat_request("late h2", false)))
+        .await;
+    assert_eq!((r.version(), r.status()), (Version::HTTP_2, StatusCode::OK));
+    let body: Value = serde_json::from_str(&text(r.into_body()).await).unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "Simulated reply to: late h2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_sent_nothing_do_not_hold_up_shutdown() {
+    use tokio::io::AsyncReadExt;
+    let app = Arc::new(App::new(Arc::default(), Metrics::new(), 1024));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let grace = Duration::from_secs(60);
+    let server = tokio::spawn(proxy::server::serve(
+        listener,
+        app,
+        async move {
+            let _ = stopped.await;
+        },
+        grace,
+    ));
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    // Served once it speaks: the connection is accepted and waiting for its first bytes.
+    let answer =
+        in_two_segments(&addr.to_string(), b"G", b"ET /healthz HTTP/1.1\r\nconnection: close\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+
+    stop.send(()).unwrap();
+    // The server is done long before the grace period, and the silent connection is closed.
+    tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .expect("shutdown waited for a connection that never sent a request")
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), silent.read_to_end(&mut rest)).await;
+    assert_eq!(read.expect("the silent connection stayed open").unwrap(), 0);
+}
+
 /// A self-signed certificate for `localhost` and its key, as PEM.
 fn self_signed() -> (String, String) {
     let rcgen::CertifiedKey { cert, key_pair } =
