@@ -88,14 +88,16 @@ impl<'de> Deserialize<'de> for FloatVector {
         let inner = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).ok_or_else(|| {
             D::Error::invalid_type(serde::de::Unexpected::Other(value_kind(text)), &"an array of numbers")
         })?;
-        let mut spaced = false;
-        for b in inner.bytes() {
-            match b {
-                b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E' | b',' => {}
-                b' ' | b'\n' | b'\r' | b'\t' => spaced = true,
-                _ => return Err(D::Error::custom("expected an array of numbers")),
-            }
+        // Branch-free folds over the whole text, which the compiler turns into SIMD: a byte-by-byte
+        // loop with an early exit cost as much as serde_json's own scan of the array.
+        let space = |b: u8| (b == b' ') | (b == b'\n') | (b == b'\r') | (b == b'\t');
+        let number = |b: u8| {
+            b.is_ascii_digit() | (b == b'-') | (b == b'+') | (b == b'.') | ((b | 0x20) == b'e') | (b == b',')
+        };
+        if !inner.bytes().fold(true, |ok, b| ok & (number(b) | space(b))) {
+            return Err(D::Error::custom("expected an array of numbers"));
         }
+        let spaced = inner.bytes().fold(false, |found, b| found | space(b));
         if !spaced {
             return Ok(FloatVector(raw));
         }
