@@ -2,12 +2,15 @@
 
 Instruction counts are repeatable on a busy machine, unlike wall-clock time. The proxy runs under
 `valgrind --tool=callgrind` with collection off; after a warm-up, collection is switched on for
-exactly N sequential requests of one kind (non-streaming chat, then streaming chat), dumped, and
-summarised as instructions per request plus the functions that cost the most (self cost).
+exactly N sequential requests of one kind (non-streaming chat on a SigV4 account and on an apiKey
+account, streaming chat, Titan embeddings), dumped, and summarised as instructions per request
+plus the functions that cost the most (self cost).
 
     bench/profile                # 2,000 requests per path
     bench/profile 500            # fewer
     bench/profile 500 --no-build # the release binaries already built
+    PROFILE_ONLY=stream bench/profile 500 --no-build  # only the paths whose label contains "stream"
+    PROFILE_KEEP=/tmp/out bench/profile 500           # also keep the callgrind dumps there
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +44,22 @@ def requests(url: str, body: dict, n: int, stream: bool) -> None:
         if resp.status != 200 or (stream and not text.endswith(b"data: [DONE]\n\n")):
             raise SystemExit(f"unexpected answer {resp.status}: {text[:300]!r}")
     conn.close()
+
+
+def wait_ready(url: str, timeout: float = 120) -> None:
+    """Waits until the proxy (slow under valgrind) has loaded its configuration."""
+    u = urlparse(url)
+    deadline = time.time() + timeout
+    while True:
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        conn.request("GET", "/readyz")
+        status = conn.getresponse().status
+        conn.close()
+        if status == 200:
+            return
+        if time.time() > deadline:
+            raise SystemExit(f"the proxy is not ready after {timeout:.0f} s (/readyz {status})")
+        time.sleep(0.5)
 
 
 def control(pid: int, *args: str) -> None:
@@ -108,14 +128,30 @@ def main() -> None:
                 workdir,
             )
             procs.append(proxy)
-            url = f"{proxy.url}/v1/chat/completions"
+            wait_ready(proxy.url)
+            chat = f"{proxy.url}/v1/chat/completions"
             base = {"model": "demo/nova-lite", "messages": [{"role": "user", "content": run.PROMPT}], "max_tokens": 64}
             paths = [
-                ("non-streaming chat (SigV4)", base, False),
-                ("streaming chat (SigV4)", base | {"stream": True, "stream_options": {"include_usage": True}}, True),
+                ("non-streaming chat (SigV4)", chat, base, False),
+                ("non-streaming chat (apiKey)", chat, base | {"model": "bench-key/nova-lite-key"}, False),
+                (
+                    "streaming chat (SigV4)",
+                    chat,
+                    base | {"stream": True, "stream_options": {"include_usage": True}},
+                    True,
+                ),
+                (
+                    "embeddings (Titan v2, 1024 floats, SigV4)",
+                    f"{proxy.url}/v1/embeddings",
+                    {"model": "demo/titan-embed", "input": run.PROMPT},
+                    False,
+                ),
             ]
+            only = os.environ.get("PROFILE_ONLY")
             report = []
-            for label, body, stream in paths:
+            for label, url, body, stream in paths:
+                if only and only not in label:
+                    continue
                 run.log(f"profiling {label}: {n} requests ...")
                 requests(url, body, 50, stream)
                 control(proxy.pid, "--instr=on")
@@ -127,6 +163,10 @@ def main() -> None:
                 time.sleep(1)
                 dumps = sorted(workdir.glob("callgrind.out.*"), key=lambda p: p.stat().st_mtime)
                 per_req, table = summarise(dumps[-1], n, top)
+                if keep := os.environ.get("PROFILE_KEEP"):
+                    # For callgrind_annotate --inclusive=yes or kcachegrind afterwards.
+                    slug = re.sub(r"\W+", "-", label).strip("-")
+                    shutil.copy(dumps[-1], Path(keep) / f"callgrind.{slug}")
                 report.append(
                     f"### {label}\n\n{per_req:,.0f} instructions per request in the proxy process "
                     f"({n} requests, {time.time() - started:.0f} s under callgrind).\n\n{table}\n"

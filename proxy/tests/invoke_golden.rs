@@ -144,7 +144,7 @@ async fn run_case(translator: &str, dir: &Path) -> Result<(), String> {
                     return Ok(());
                 }
                 let responses: Vec<TitanEmbedResponse> = read_json(dir, "bedrock_responses.json")?;
-                outcome(dir, Ok(embeddings_titan::embedding_list(responses, &req)))
+                outcome(dir, embeddings_titan::embedding_list(responses, &req))
             }
         }
         _ => {

@@ -194,3 +194,75 @@ fn frames_without_required_headers_are_errors() {
         assert_eq!(err.to_string(), format!("malformed event stream from Bedrock: {want}"));
     }
 }
+
+#[test]
+fn headers_of_every_type_are_skipped() {
+    use aws_smithy_types::DateTime;
+    let message = Message::new(&b"{\"bytes\":\"e30=\"}"[..])
+        .add_header(Header::new("flag", HeaderValue::Bool(true)))
+        .add_header(Header::new("off", HeaderValue::Bool(false)))
+        .add_header(Header::new("b", HeaderValue::Byte(-3)))
+        .add_header(Header::new("s", HeaderValue::Int16(-300)))
+        .add_header(Header::new("i", HeaderValue::Int32(70_000)))
+        .add_header(Header::new("l", HeaderValue::Int64(-5_000_000_000)))
+        .add_header(Header::new("raw", HeaderValue::ByteArray(Bytes::from_static(b"\x00\xff:event-type"))))
+        .add_header(Header::new("at", HeaderValue::Timestamp(DateTime::from_millis(1_700_000_000_000))))
+        .add_header(Header::new("id", HeaderValue::Uuid(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)))
+        .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())))
+        .add_header(Header::new(":message-type", HeaderValue::String("event".into())))
+        .add_header(Header::new(":event-type", HeaderValue::String("chunk".into())))
+        // A later header of the same name does not replace the first.
+        .add_header(Header::new(":event-type", HeaderValue::String("other".into())));
+    let mut wire = Vec::new();
+    write_message_to(&message, &mut wire).unwrap();
+    assert_eq!(decode_all([wire.as_slice()]), vec![event("chunk", r#"{"bytes":"e30="}"#)]);
+}
+
+/// A frame around `headers` (raw header bytes) and `payload` with correct length and checksums,
+/// `headers_len` claimed in its prelude.
+fn raw_frame(headers: &[u8], headers_len: u32, payload: &[u8]) -> Vec<u8> {
+    let total = (16 + headers.len() + payload.len()) as u32;
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&total.to_be_bytes());
+    frame.extend_from_slice(&headers_len.to_be_bytes());
+    frame.extend_from_slice(&crc32fast::hash(&frame).to_be_bytes());
+    frame.extend_from_slice(headers);
+    frame.extend_from_slice(payload);
+    frame.extend_from_slice(&crc32fast::hash(&frame).to_be_bytes());
+    frame
+}
+
+#[test]
+fn malformed_headers_are_errors_even_with_good_checksums() {
+    for (headers, want) in [
+        (&[5, b'a'][..], "invalid header name length"),
+        (&[1, b'a'][..], "invalid header name length"),
+        (&[1, b'a', 42][..], "invalid header value type: 42"),
+        (&[1, b'a', 4, 0, 0][..], "invalid header value"),
+        (&[1, b'a', 7, 0][..], "invalid header value"),
+        (&[1, b'a', 7, 0, 5, b'x'][..], "invalid header value"),
+        (&[1, 0xff, 0][..], "encountered invalid UTF-8 string"),
+        (&[1, b'a', 7, 0, 1, 0xff][..], "encountered invalid UTF-8 string"),
+    ] {
+        let mut decoder = EventStreamDecoder::new();
+        decoder.push(&raw_frame(headers, headers.len() as u32, b"{}"));
+        let err = decoder.next_frame().unwrap_err();
+        assert_eq!(err.to_string(), format!("malformed event stream from Bedrock: {want}"), "{headers:?}");
+    }
+}
+
+#[test]
+fn an_impossible_headers_length_is_an_error() {
+    // One byte cannot hold a header; more than the frame holds is a lie.
+    for (headers, claimed) in [(&[0u8][..], 1), (&[0u8, 0][..], 9)] {
+        let mut decoder = EventStreamDecoder::new();
+        decoder.push(&raw_frame(headers, claimed, b"{}"));
+        let err = decoder.next_frame().unwrap_err();
+        assert_eq!(err.to_string(), "malformed event stream from Bedrock: invalid headers length");
+    }
+    // A frame without headers at all is well-formed but unclassifiable.
+    let mut decoder = EventStreamDecoder::new();
+    decoder.push(&raw_frame(&[], 0, b"{}"));
+    let err = decoder.next_frame().unwrap_err();
+    assert_eq!(err.to_string(), "malformed event stream from Bedrock: frame without `:message-type` header");
+}

@@ -81,7 +81,11 @@ async fn complete(
         Ok(Some(Prepared { body, extra: Some(reply) }))
     };
     let admission = app.usage.admit(subject, &snapshot.policies, &route.model.served_name).await?;
-    let meta = ResponseMeta { id: completion_id(), created: unix_now(), model: request.model.clone() };
+    let meta = ResponseMeta {
+        id: super::response_id("chatcmpl-"),
+        created: unix_now(),
+        model: request.model.clone(),
+    };
     let failed = |error: &ApiError| {
         let record = Record {
             status: error.status.as_u16(),
@@ -243,13 +247,6 @@ async fn converse_once(
         ApiError::bad_gateway("Bedrock returned a response the gateway could not read.")
     })?;
     Ok((answer.route, converse, answer.extra))
-}
-
-fn completion_id() -> String {
-    let mut id = String::with_capacity(33);
-    id.push_str("chatcmpl-");
-    id.extend(std::iter::repeat_with(fastrand::alphanumeric).take(24));
-    id
 }
 
 /// What a stream records when it ends, however it ends.

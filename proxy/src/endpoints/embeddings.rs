@@ -68,7 +68,7 @@ async fn embed(
             let responses =
                 invoke_all(app, route, bodies, |_, body| read_json::<TitanEmbedResponse>(model, body))
                     .await?;
-            embeddings_titan::embedding_list(responses, &request)
+            embeddings_titan::embedding_list(responses, &request)?
         }
         EmbeddingFamily::Cohere => {
             let default_input_type = route
@@ -85,8 +85,7 @@ async fn embed(
             embeddings_cohere::embedding_list(batches, &request)?
         }
     };
-    let request_id: String =
-        "embd-".chars().chain(std::iter::repeat_with(fastrand::alphanumeric).take(24)).collect();
+    let request_id = super::response_id("embd-");
     let tokens = Tokens { input: list.usage.prompt_tokens, ..Tokens::default() };
     let record =
         Record { tokens, ..Record::new(ENDPOINT, &request_id, subject, &route.model, started, &admission) };

@@ -165,8 +165,7 @@ fn record(
     started: Instant,
     response: ImagesResponse,
 ) -> Response<ResponseBody> {
-    let request_id: String =
-        "img-".chars().chain(std::iter::repeat_with(fastrand::alphanumeric).take(24)).collect();
+    let request_id = super::response_id("img-");
     let record = Record {
         images: response.data.len() as u64,
         ..Record::new(ENDPOINT, &request_id, subject, &route.model, started, admission)

@@ -227,6 +227,16 @@ pub fn record_request(
     }
 }
 
+/// `prefix` and 24 random letters and digits: a response id (`chatcmpl-...`, `embd-...`, `img-...`).
+pub fn response_id(prefix: &str) -> String {
+    // One generator forked from the thread's: a thread-local access per id, not per character.
+    let mut rng = fastrand::Rng::new();
+    let mut id = String::with_capacity(prefix.len() + 24);
+    id.push_str(prefix);
+    id.extend(std::iter::repeat_with(|| rng.alphanumeric()).take(24));
+    id
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())

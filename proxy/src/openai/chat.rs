@@ -22,7 +22,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::parse::{check_rest, invalid, missing, parse_error, unparsable, unsupported};
+use super::parse::{check_rest, from_json, invalid, missing, unsupported};
 use crate::error::ApiError;
 
 /// Who wrote a message.
@@ -475,9 +475,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
 /// Malformed JSON and every refused or ill-typed field give a 400 `invalid_request_error`
 /// whose `param` is the path of the field at fault (e.g. `messages[1].content`).
 pub fn parse_chat_request(body: &[u8]) -> Result<ChatCompletionRequest, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let wire: WireRequest = serde_path_to_error::deserialize(&mut de).map_err(parse_error)?;
-    de.end().map_err(|e| unparsable(&e))?;
+    let wire: WireRequest = from_json(body)?;
     wire.validate()
 }
 

@@ -7,6 +7,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::parse::{check_rest, from_json, missing, unsupported};
@@ -167,13 +168,31 @@ pub struct Embedding {
 }
 
 /// A vector as floats or as base64 text.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
 pub enum Vector {
-    /// `encoding_format: float`.
-    Float(Vec<f32>),
+    /// `encoding_format: float`: a JSON array of numbers, written out as it is.
+    Float(Box<RawValue>),
     /// `encoding_format: base64`.
     Base64(String),
+}
+
+impl Vector {
+    /// `encoding_format: base64`: the little-endian float32 bytes, exactly as OpenAI encodes them.
+    pub fn base64(vector: &[f32]) -> Self {
+        let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+        Vector::Base64(STANDARD.encode(bytes))
+    }
+}
+
+impl PartialEq for Vector {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Vector::Float(a), Vector::Float(b)) => a.get() == b.get(),
+            (Vector::Base64(a), Vector::Base64(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 /// Token counts of an embeddings request.
@@ -186,33 +205,17 @@ pub struct EmbeddingUsage {
 }
 
 impl EmbeddingList {
-    /// The response for `vectors` (in input order) in `format`.
-    pub fn new(model: &str, vectors: Vec<Vec<f32>>, format: EncodingFormat, prompt_tokens: u64) -> Self {
-        let data = vectors
-            .into_iter()
-            .enumerate()
-            .map(|(index, v)| Embedding {
-                object: EmbeddingObject::Embedding,
-                index,
-                embedding: encode(v, format),
-            })
+    /// The response for `vectors`, already encoded, in input order.
+    pub fn new(model: &str, vectors: Vec<Vector>, prompt_tokens: u64) -> Self {
+        let data = (0..)
+            .zip(vectors)
+            .map(|(index, embedding)| Embedding { object: EmbeddingObject::Embedding, index, embedding })
             .collect();
         EmbeddingList {
             object: ListObject::List,
             data,
             model: model.to_owned(),
             usage: EmbeddingUsage { prompt_tokens, total_tokens: prompt_tokens },
-        }
-    }
-}
-
-/// Encodes one vector; base64 is over the little-endian float32 bytes, exactly as OpenAI does.
-pub fn encode(vector: Vec<f32>, format: EncodingFormat) -> Vector {
-    match format {
-        EncodingFormat::Float => Vector::Float(vector),
-        EncodingFormat::Base64 => {
-            let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-            Vector::Base64(STANDARD.encode(bytes))
         }
     }
 }

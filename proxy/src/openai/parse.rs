@@ -82,9 +82,15 @@ pub(crate) fn check_rest(
 }
 
 /// Reads a whole JSON body into `T`; errors name the field at fault.
+///
+/// Tracking the path costs a good part of the parse, and only an error needs it: a body that
+/// fails is parsed again with tracking, which fails at the same place, to name the field.
 pub(crate) fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(parse_error)?;
-    de.end().map_err(|e| unparsable(&e))?;
-    Ok(value)
+    serde_json::from_slice(body).map_err(|plain| {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            Err(tracked) => parse_error(tracked),
+            Ok(_) => unparsable(&de.end().err().unwrap_or(plain)),
+        }
+    })
 }

@@ -294,7 +294,7 @@ pub fn output_line(
                 EmbeddingFamily::TitanV1 | EmbeddingFamily::TitanV2 => {
                     serde_json::from_value::<TitanEmbedResponse>(output)
                         .ok()
-                        .map(|r| embeddings_titan::embedding_list(vec![r], req))
+                        .and_then(|r| embeddings_titan::embedding_list(vec![r], req).ok())
                 }
                 EmbeddingFamily::Cohere => serde_json::from_value::<CohereEmbedResponse>(output)
                     .ok()

@@ -76,11 +76,13 @@ pub fn embedding_list(
                 texts.len()
             )));
         }
-        vectors.extend(response.embeddings);
+        for vector in response.embeddings {
+            vectors.push(super::embedding_vector(vector, req.encoding_format)?);
+        }
         tokens = tokens.saturating_add(batch_tokens);
     }
     if vectors.len() != req.input.len() {
         return Err(ApiError::bad_gateway("Bedrock did not answer every batch of the request."));
     }
-    Ok(EmbeddingList::new(&req.model, vectors, req.encoding_format, tokens))
+    Ok(EmbeddingList::new(&req.model, vectors, tokens))
 }

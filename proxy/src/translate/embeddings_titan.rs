@@ -51,9 +51,16 @@ pub fn titan_requests(req: &EmbeddingRequest, v2: bool) -> Result<Vec<TitanEmbed
         .collect())
 }
 
-/// The OpenAI response for the Titan responses, given in input order.
-pub fn embedding_list(responses: Vec<TitanEmbedResponse>, req: &EmbeddingRequest) -> EmbeddingList {
+/// The OpenAI response for the Titan responses, given in input order (a 502 only for a
+/// component no `f32` can hold, see [`super::embedding_vector`]).
+pub fn embedding_list(
+    responses: Vec<TitanEmbedResponse>,
+    req: &EmbeddingRequest,
+) -> Result<EmbeddingList, ApiError> {
     let tokens = responses.iter().map(|r| r.input_text_token_count).sum();
-    let vectors = responses.into_iter().map(|r| r.embedding).collect();
-    EmbeddingList::new(&req.model, vectors, req.encoding_format, tokens)
+    let vectors = responses
+        .into_iter()
+        .map(|r| super::embedding_vector(r.embedding, req.encoding_format))
+        .collect::<Result<_, _>>()?;
+    Ok(EmbeddingList::new(&req.model, vectors, tokens))
 }

@@ -22,9 +22,11 @@ pub mod images_stability;
 
 use bytes::BytesMut;
 
+use crate::bedrock::embeddings::FloatVector;
 use crate::bedrock::eventstream::StreamFrame;
 use crate::error::ApiError;
 use crate::openai::chat::Usage;
+use crate::openai::embeddings::{EncodingFormat, Vector};
 
 /// Per-request facts supplied by the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,4 +69,17 @@ fn write_sse_error(err: &ApiError, out: &mut BytesMut) {
     out.extend_from_slice(b"data: ");
     out.extend_from_slice(&err.to_json());
     out.extend_from_slice(b"\n\n");
+}
+
+/// One Bedrock embedding in the caller's `encoding_format`: floats go out as Bedrock wrote them,
+/// base64 over their `f32` bytes. A component beyond the `f64` range (which no `f32` model sends)
+/// makes the response unreadable: 502.
+fn embedding_vector(vector: FloatVector, format: EncodingFormat) -> Result<Vector, ApiError> {
+    match format {
+        EncodingFormat::Float => Ok(Vector::Float(vector.into_json())),
+        EncodingFormat::Base64 => vector
+            .to_f32()
+            .map(|floats| Vector::base64(&floats))
+            .ok_or_else(|| ApiError::bad_gateway("Bedrock returned an embedding component out of range.")),
+    }
 }
