@@ -61,7 +61,8 @@ struct Cli {
     max_concurrent_requests: usize,
     /// Milliseconds a client may take to send a request's headers, on the API and ops listeners
     /// (slowloris guard); also how long an idle HTTP/1.1 keep-alive connection stays open, and
-    /// how long an HTTP/2 client may stay silent before a ping and then take to answer it.
+    /// how long an HTTP/2 client may stay silent before a ping and then take to answer it, and
+    /// the longest gap in a request body (408).
     #[arg(long, env = "BGW_HEADER_READ_TIMEOUT_MS", default_value_t = 30_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     header_read_timeout_ms: u64,

@@ -66,7 +66,8 @@ pub struct App {
     pub concurrency: Concurrency,
     /// `/v1/batches` settings.
     pub batch: endpoints::batches::BatchSettings,
-    /// How long a client may take to send a request head (`--header-read-timeout-ms`).
+    /// How long a client may take to send a request head, or pause in its body
+    /// (`--header-read-timeout-ms`).
     pub header_read_timeout: Duration,
 }
 
@@ -337,12 +338,15 @@ async fn serve_with<F, Fut>(
 }
 
 /// Adds `Connection: close` to the HTTP/1 answers that may come before the request body was read
-/// (401, 413, 503 over the cap): hyper then closes the connection, and a client told so does not
+/// (401, 408, 413, 503 over the cap): hyper then closes the connection, and a client told so does not
 /// reuse it and race the close with its next request.
 fn closing_if(has_body: bool, mut response: Response<ResponseBody>) -> Response<ResponseBody> {
     let early = matches!(
         response.status(),
-        StatusCode::UNAUTHORIZED | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::SERVICE_UNAVAILABLE
+        StatusCode::UNAUTHORIZED
+            | StatusCode::REQUEST_TIMEOUT
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::SERVICE_UNAVAILABLE
     );
     if has_body && early {
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));

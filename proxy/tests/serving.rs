@@ -599,3 +599,48 @@ async fn a_silent_http2_client_is_pinged_then_dropped() {
     assert!(headers.is_some() && ping.is_some() && goaway.is_some(), "{frames:?}");
     assert!(headers < ping && ping < goaway, "{frames:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_stops_arriving_is_a_408_and_the_connection_closes() {
+    let (_h, addr) = impatient().await;
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"model\":"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let got = String::from_utf8(until_closed(&mut conn, "a stalled body").await).unwrap();
+    assert!(got.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{got}");
+    assert!(got.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{got}");
+    let body: serde_json::Value = serde_json::from_str(got.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let message = format!(
+        "The request body stopped arriving: nothing came for {} ms, so the gateway closed the connection.",
+        HEADER_TIMEOUT.as_millis()
+    );
+    assert_eq!(
+        body,
+        serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "param": null,
+            "code": "request_timeout"}})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_trickles_longer_than_the_timeout_in_all_is_served() {
+    let (_h, addr) = impatient().await;
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    let body = chat_request("hello", false);
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // Five pieces, each within the timeout of the last, twice the timeout in all.
+    for piece in body.as_bytes().chunks(body.len().div_ceil(5)) {
+        tokio::time::sleep(HEADER_TIMEOUT * 2 / 5).await;
+        conn.write_all(piece).await.unwrap();
+    }
+    let got = String::from_utf8(until_closed(&mut conn, "a trickled request").await).unwrap();
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(got.contains("\"object\":\"chat.completion\""), "{got}");
+}

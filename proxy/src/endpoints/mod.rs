@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use api::config::ModelKind;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
@@ -42,18 +42,60 @@ pub fn snapshot(app: &App) -> Result<Arc<Snapshot>, ApiError> {
         .ok_or_else(|| ApiError::unavailable("The gateway has not loaded its configuration yet."))
 }
 
-/// Reads a request body up to the configured limit (413 beyond it).
+/// Reads a request body up to the configured limit (413 beyond it). A client that sends no part
+/// of it for `--header-read-timeout-ms` gets a 408: a slow body would otherwise hold the
+/// connection and its concurrency slot forever.
 pub async fn read_body(app: &App, body: Incoming) -> Result<Bytes, ApiError> {
-    match Limited::new(body, app.max_body_bytes).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
-            format!("The request body is larger than the gateway's limit of {} bytes.", app.max_body_bytes),
-        )
-        .with_code("request_too_large")),
-        Err(_) => Err(ApiError::invalid_request("The request body could not be read completely.")),
+    let mut body = Limited::new(body, app.max_body_bytes);
+    // A body that comes in one frame (most JSON requests) is kept as it is, without a copy.
+    let mut whole = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    loop {
+        let frame = match tokio::time::timeout(app.header_read_timeout, body.frame()).await {
+            Err(_) => return Err(body_stalled(app.header_read_timeout)),
+            Ok(None) => break,
+            Ok(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request_error",
+                    format!(
+                        "The request body is larger than the gateway's limit of {} bytes.",
+                        app.max_body_bytes
+                    ),
+                )
+                .with_code("request_too_large"));
+            }
+            Ok(Some(Err(_))) => {
+                return Err(ApiError::invalid_request("The request body could not be read completely."));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        match &mut joined {
+            Some(buf) => buf.extend_from_slice(&data),
+            None if whole.is_empty() => whole = data,
+            None => {
+                let mut buf = BytesMut::with_capacity(whole.len() + data.len());
+                buf.extend_from_slice(&whole);
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+        }
     }
+    Ok(joined.map_or(whole, BytesMut::freeze))
+}
+
+/// The 408 of a request body that stopped arriving.
+fn body_stalled(waited: std::time::Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "invalid_request_error",
+        format!(
+            "The request body stopped arriving: nothing came for {} ms, so the gateway closed the connection.",
+            waited.as_millis()
+        ),
+    )
+    .with_code("request_timeout")
 }
 
 /// The segments of `path` after `prefix`: none (the collection), an id, or an id and one of
