@@ -153,10 +153,17 @@ impl App {
             // Boxed: their S3 calls make these futures 16 KB, a chat's 3.5 KB; inline they would
             // size the state of every request.
             (_, p) if p == "/v1/files" || p.starts_with("/v1/files/") => {
-                Box::pin(endpoints::files::handle(&self, req, started)).await
+                Box::pin(endpoints::recorded(&self, "files", started, endpoints::files::handle(&self, req)))
+                    .await
             }
             (_, p) if p == "/v1/batches" || p.starts_with("/v1/batches/") => {
-                Box::pin(endpoints::batches::handle(&self, req, started)).await
+                Box::pin(endpoints::recorded(
+                    &self,
+                    "batches",
+                    started,
+                    endpoints::batches::handle(&self, req),
+                ))
+                .await
             }
             (
                 _,

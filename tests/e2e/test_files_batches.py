@@ -465,3 +465,21 @@ def test_a_batch_is_billed_once_however_many_first_retrieves(client_for, gateway
     again = client.batches.retrieve(batch.id)
     assert again.output_file_id == done.output_file_id
     assert batch_cost(gateway) == billed, "billed once"
+
+
+def test_files_and_batches_requests_are_counted_by_endpoint_and_status(gateway, client_for):
+    def count(endpoint: str, status: str) -> float:
+        text = httpx.get(f"{gateway.url}/metrics", timeout=5).text
+        line = f'bedrock_gateway_requests_total{{endpoint="{endpoint}",model="-",status="{status}"}} '
+        return next((float(row[len(line) :]) for row in text.splitlines() if row.startswith(line)), 0.0)
+
+    client = client_for(QUICKSTART_KEY)
+    before = {(e, s): count(e, s) for e in ("files", "batches") for s in ("200", "404")}
+    client.files.list()
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve("file-nosuchfile")
+    client.batches.list()
+    with pytest.raises(openai.NotFoundError):
+        client.batches.retrieve("batch_nosuchbatch")
+    after = {key: count(*key) for key in before}
+    assert {key: after[key] - before[key] for key in before} == {key: 1.0 for key in before}

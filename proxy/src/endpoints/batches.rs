@@ -31,8 +31,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::files::{self, form_pairs, json, meta, new_token, store_of};
 use super::{
-    authorize, collect_limited, read_body, read_json, record_request, resource_segments, snapshot, unix_now,
-    upstream_error,
+    authorize, collect_limited, read_body, read_json, resource_segments, snapshot, unix_now, upstream_error,
 };
 use crate::auth::Subject;
 use crate::bedrock::batch::{
@@ -73,18 +72,8 @@ impl Default for BatchSettings {
     }
 }
 
-/// Answers every `/v1/batches` request and records its metrics.
-pub async fn handle(
-    app: &Arc<App>,
-    req: Request<Incoming>,
-    started: Instant,
-) -> Result<Response<ResponseBody>, ApiError> {
-    let result = route(app, req).await;
-    record_request(app, "batches", "-", &result, started);
-    result
-}
-
-async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+/// Answers every `/v1/batches` request.
+pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
     let snapshot = snapshot(app)?;
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();

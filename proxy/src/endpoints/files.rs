@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
-use std::time::Instant;
 
 use api::config::ModelKind;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
@@ -25,7 +24,7 @@ use http_body_util::BodyDataStream;
 use hyper::body::Incoming;
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use super::{FAN_OUT, authorize, json_response, record_request, resource_segments, snapshot, unix_now};
+use super::{FAN_OUT, authorize, json_response, resource_segments, snapshot, unix_now};
 use crate::auth::Subject;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
@@ -68,18 +67,8 @@ pub(crate) fn s3_http() -> &'static SharedHttpClient {
     &HTTP
 }
 
-/// Answers every `/v1/files` request and records its metrics.
-pub async fn handle(
-    app: &Arc<App>,
-    req: Request<Incoming>,
-    started: Instant,
-) -> Result<Response<ResponseBody>, ApiError> {
-    let result = route(app, req).await;
-    record_request(app, "files", "-", &result, started);
-    result
-}
-
-async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+/// Answers every `/v1/files` request.
+pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
     let snapshot = snapshot(app)?;
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();

@@ -10,6 +10,7 @@ pub mod models;
 pub mod ops;
 pub mod playground;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -267,6 +268,18 @@ pub fn record_request(
     if !matches!(result, Ok(r) if matches!(r.body(), ResponseBody::Stream(_))) {
         app.metrics.duration.with_label_values(&[endpoint, model]).observe(started.elapsed().as_secs_f64());
     }
+}
+
+/// Awaits the answer of an endpoint that names no model (files, batches) and records its metrics.
+pub async fn recorded(
+    app: &App,
+    endpoint: &str,
+    started: Instant,
+    answer: impl Future<Output = Result<Response<ResponseBody>, ApiError>>,
+) -> Result<Response<ResponseBody>, ApiError> {
+    let result = answer.await;
+    record_request(app, endpoint, "-", &result, started);
+    result
 }
 
 /// `prefix` and 24 random letters and digits: a response id (`chatcmpl-...`, `embd-...`, `img-...`).
