@@ -78,12 +78,15 @@ function costText(usd) {
 // The cost of a streamed chat from its usage chunk and the model's prices in /v1/models, priced
 // like the gateway does (its cost trailer is out of a browser's reach). `null` when unpriced.
 function streamCost(model, usage) {
-  const p = model && model.pricing;
-  if (!p || !usage) return null;
+  const base = model && model.pricing;
+  if (!base || !usage) return null;
   const details = usage.prompt_tokens_details || {};
   const cacheRead = details.cached_tokens || 0;
   const cacheWrite = details.cache_write_tokens || 0;
   const input = Math.max(usage.prompt_tokens - cacheRead - cacheWrite, 0);
+  // Past the long-context threshold every token of the request is billed at those prices.
+  const long = base.long_context;
+  const p = long && input + cacheRead + cacheWrite > long.above_input_tokens ? long : base;
   // Same terms in the same order as the gateway, so the sums agree to the last digit.
   const perMillion = (n, price) => (n * price) / 1e6;
   const usd =

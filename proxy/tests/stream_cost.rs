@@ -1,6 +1,7 @@
 //! The cost of streamed chats as callers get it: the `x-bedrock-gateway-cost-usd` trailer over
 //! HTTP/1.1 (`TE: trailers`) and HTTP/2, equal to the usage log line; the prices `/v1/models`
-//! gives browsers; and `--log-content`, the only way a prompt or completion reaches a log.
+//! gives browsers; the long-context surcharge; and `--log-content`, the only way a prompt or
+//! completion reaches a log.
 
 mod fixtures;
 
@@ -178,6 +179,56 @@ async fn models_list_the_prices_they_are_billed_at() {
     );
     assert_eq!(entry("demo/nova-canvas")["pricing"]["per_image"], 0.04);
     assert!(entry("demo/team-profile").get("pricing").is_none(), "unpriced models carry no pricing");
+}
+
+/// Claude Sonnet 4 through a geographic profile: a model with Bedrock's long-context surcharge.
+const SONNET_4: &str = "apiVersion: bedrockgateway.io/v1alpha1
+kind: BedrockModel
+metadata:
+  name: claude-sonnet-4
+  namespace: ai-gateway
+spec:
+  accountRef: demo
+  modelId: us.anthropic.claude-sonnet-4-20250514-v1:0
+";
+
+#[tokio::test]
+async fn inputs_past_200k_tokens_are_billed_at_long_context_prices() {
+    LazyLock::force(&LOGS);
+    let h =
+        Harness::start_with(bedrock_sim::SimConfig::default(), &[("sonnet-4.yaml", SONNET_4)], None).await;
+    let r = h.call(Method::GET, "/v1/models", Some(KEY), None).await;
+    let doc = r.json();
+    let sonnet = doc["data"].as_array().unwrap().iter().find(|m| m["id"] == "demo/claude-sonnet-4").unwrap();
+    assert_eq!(
+        sonnet["pricing"]["long_context"],
+        json!({
+            "above_input_tokens": 200_000,
+            "input_per_million_tokens": 6.0,
+            "output_per_million_tokens": 22.5,
+            "cache_read_per_million_tokens": 0.6,
+            "cache_write_per_million_tokens": 7.5
+        })
+    );
+    // The simulator counts a word as a token and echoes the prompt after three words of its own.
+    let h = &h;
+    let cost = |words: usize| {
+        let body = json!({"model": "demo/claude-sonnet-4", "messages": [{"role": "user", "content": "a ".repeat(words)}]});
+        async move {
+            let r = h.chat(body).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+            let usage = &r.json()["usage"];
+            assert_eq!(
+                (usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()),
+                (Some(words as u64), Some(words as u64 + 3))
+            );
+            r.headers["x-bedrock-gateway-cost-usd"].to_str().unwrap().to_owned()
+        }
+    };
+    // 200,000 x $3/M + 200,003 x $15/M; one input token more and every token of the request
+    // costs $6/M and $22.50/M: 200,001 x $6/M + 200,004 x $22.50/M.
+    assert_eq!(cost(200_000).await, "3.600045");
+    assert_eq!(cost(200_001).await, "5.700096");
 }
 
 async fn chat(h: &Harness, marker: &str, stream: bool) -> (String, String) {

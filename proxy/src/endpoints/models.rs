@@ -44,6 +44,19 @@ struct Pricing {
     cache_read_per_million_tokens: f64,
     cache_write_per_million_tokens: f64,
     per_image: f64,
+    /// The prices of a request whose input (all kinds) is above `above_input_tokens`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    long_context: Option<LongContextPricing>,
+}
+
+/// The long-context prices of a model that has them, USD.
+#[derive(Serialize)]
+struct LongContextPricing {
+    above_input_tokens: u64,
+    input_per_million_tokens: f64,
+    output_per_million_tokens: f64,
+    cache_read_per_million_tokens: f64,
+    cache_write_per_million_tokens: f64,
 }
 
 impl From<Prices> for Pricing {
@@ -54,6 +67,16 @@ impl From<Prices> for Pricing {
             cache_read_per_million_tokens: p.cache_read_per_million,
             cache_write_per_million_tokens: p.cache_write_per_million,
             per_image: p.per_image,
+            long_context: p.long_context.map(|long| {
+                let l = p.long_context_prices(long);
+                LongContextPricing {
+                    above_input_tokens: long.above_input_tokens,
+                    input_per_million_tokens: l.input_per_million,
+                    output_per_million_tokens: l.output_per_million,
+                    cache_read_per_million_tokens: l.cache_read_per_million,
+                    cache_write_per_million_tokens: l.cache_write_per_million,
+                }
+            }),
         }
     }
 }

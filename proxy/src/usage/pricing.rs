@@ -4,6 +4,8 @@
 //!
 //! Resolution, each step overriding the fields it sets: the table's base (in-region) prices,
 //! then its `regions.<region>` entry, then its `tiers.<geo|global>` entry, then `spec.cost`.
+//! A model's `longContext` surcharge scales whatever that resolved to, so it follows the tier
+//! and a private `spec.cost` alike.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -73,6 +75,21 @@ struct TableEntry {
     regions: HashMap<String, Cost>,
     #[serde(default)]
     tiers: HashMap<Tier, Cost>,
+    #[serde(default)]
+    long_context: Option<LongContext>,
+}
+
+/// Bedrock's long-context surcharge (Claude Sonnet 4 and 4.5 with the 1M-token context): past a
+/// number of input tokens, every token of the request is billed at higher rates.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LongContext {
+    /// Input tokens (uncached, cache read and cache write together) above which it applies.
+    pub above_input_tokens: u64,
+    /// Factor on the input, cache-read and cache-write prices.
+    pub input_factor: f64,
+    /// Factor on the output price.
+    pub output_factor: f64,
 }
 
 /// The prices one served model is billed at, USD.
@@ -90,6 +107,8 @@ pub struct Prices {
     pub per_image: f64,
     /// Share of the price batch inference saves.
     pub batch_discount: f64,
+    /// The surcharge for requests with a long input, when the model has one.
+    pub long_context: Option<LongContext>,
 }
 
 /// What one request used, by kind.
@@ -121,12 +140,34 @@ impl Prices {
     /// USD for `tokens` and `images`, at batch prices when `batch`.
     pub fn cost(&self, tokens: &Tokens, images: u64, batch: bool) -> f64 {
         let per_million = |n: u64, price: f64| n as f64 * price / 1_000_000.0;
-        let on_demand = per_million(tokens.input, self.input_per_million)
-            + per_million(tokens.output, self.output_per_million)
-            + per_million(tokens.cache_read, self.cache_read_per_million)
-            + per_million(tokens.cache_write, self.cache_write_per_million)
-            + images as f64 * self.per_image;
+        let rates =
+            self.for_input(tokens.input.saturating_add(tokens.cache_read).saturating_add(tokens.cache_write));
+        let on_demand = per_million(tokens.input, rates.input_per_million)
+            + per_million(tokens.output, rates.output_per_million)
+            + per_million(tokens.cache_read, rates.cache_read_per_million)
+            + per_million(tokens.cache_write, rates.cache_write_per_million)
+            + images as f64 * rates.per_image;
         if batch { on_demand * (1.0 - self.batch_discount) } else { on_demand }
+    }
+
+    /// The prices a request with `input_tokens` of input (all kinds) is billed at: these, or
+    /// the long-context ones past the model's threshold.
+    pub fn for_input(&self, input_tokens: u64) -> Prices {
+        match self.long_context {
+            Some(long) if input_tokens > long.above_input_tokens => self.long_context_prices(long),
+            _ => *self,
+        }
+    }
+
+    /// These prices with the long-context surcharge `long` applied.
+    pub fn long_context_prices(&self, long: LongContext) -> Prices {
+        Prices {
+            input_per_million: self.input_per_million * long.input_factor,
+            output_per_million: self.output_per_million * long.output_factor,
+            cache_read_per_million: self.cache_read_per_million * long.input_factor,
+            cache_write_per_million: self.cache_write_per_million * long.input_factor,
+            ..*self
+        }
     }
 }
 
@@ -174,6 +215,7 @@ impl PriceTable {
             cache_write_per_million: cost.cache_write_per_million_tokens.unwrap_or(input),
             per_image: cost.per_image.unwrap_or(0.0),
             batch_discount: self.batch_discount,
+            long_context: entry.and_then(|e| e.long_context),
         })
     }
 }
@@ -287,7 +329,8 @@ mod tests {
                 cache_read_per_million: 0.3,
                 cache_write_per_million: 3.75,
                 per_image: 0.0,
-                batch_discount: 0.5
+                batch_discount: 0.5,
+                long_context: None,
             }
         );
     }
@@ -363,6 +406,7 @@ mod tests {
             cache_write_per_million: 3.75,
             per_image: 0.04,
             batch_discount: 0.5,
+            long_context: None,
         };
         let t = Tokens {
             input: 1_000_000,
@@ -376,5 +420,46 @@ mod tests {
         assert!((p.cost(&t, 0, true) - expected / 2.0).abs() < 1e-9);
         assert!((p.cost(&Tokens::default(), 3, false) - 0.12).abs() < 1e-9);
         assert_eq!(t.total(), 2_200_000);
+    }
+
+    #[test]
+    fn long_context_bills_every_token_at_the_surcharged_rates() {
+        let t = PriceTable::builtin();
+        // Bedrock's table: Sonnet 4 long context $6 / $22.50, cache write $7.50, read $0.60.
+        let sonnet4 =
+            t.prices(&model("us.anthropic.claude-sonnet-4-20250514-v1:0", "us-east-1", None)).unwrap();
+        let long = sonnet4.for_input(200_001);
+        assert_eq!(
+            (
+                long.input_per_million,
+                long.output_per_million,
+                long.cache_write_per_million,
+                long.cache_read_per_million
+            ),
+            (6.0, 22.5, 7.5, 0.6)
+        );
+        assert_eq!(sonnet4.for_input(200_000), sonnet4, "200K input tokens are still the base rate");
+        // The threshold counts cache reads and writes as input too.
+        let at = |input, cache_read, cache_write| Tokens {
+            input,
+            output: 1_000,
+            cache_read,
+            cache_write,
+            reasoning: 0,
+        };
+        let below = sonnet4.cost(&at(100_000, 100_000, 0), 0, false);
+        assert!((below - (0.3 + 0.03 + 0.015)).abs() < 1e-9, "{below}");
+        let above = sonnet4.cost(&at(100_000, 100_000, 1), 0, false);
+        assert!((above - (0.6 + 0.06 + 0.0000075 + 0.0225)).abs() < 1e-9, "{above}");
+        assert!((sonnet4.cost(&at(100_000, 100_000, 1), 0, true) - above / 2.0).abs() < 1e-9);
+        // Sonnet 4.5: the surcharge follows the tier (geographic $6.60 / $24.75, global $6 / $22.50).
+        let id = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+        let geo = t.prices(&model(&format!("eu.{id}"), "eu-west-1", None)).unwrap().for_input(300_000);
+        let global = t.prices(&model(&format!("global.{id}"), "eu-west-1", None)).unwrap().for_input(300_000);
+        assert!((geo.input_per_million - 6.6).abs() < 1e-9 && (geo.output_per_million - 24.75).abs() < 1e-9);
+        assert_eq!((global.input_per_million, global.output_per_million), (6.0, 22.5));
+        // Models without long context keep one price at any length.
+        let nova = t.prices(&model("amazon.nova-pro-v1:0", "us-east-1", None)).unwrap();
+        assert_eq!(nova.for_input(900_000), nova);
     }
 }
