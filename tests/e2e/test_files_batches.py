@@ -36,9 +36,12 @@ from conftest import (
     write_manifests,
 )
 from contracts import OpenAIContract, OPENAPI_PATH
+from e2e_helpers import fresh_minute
 
 BUCKET = "bgw-batch-e2e"
 AUDITOR_KEY = "sk-bgw-batch-auditor"
+LIMITED_KEY = "sk-bgw-batch-limited"
+LIMITED_TPM = 10
 CHAT = "demo/nova-lite"
 EMBED = "demo/titan-embed-v2"
 URL_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -112,6 +115,29 @@ spec:
   subjects:
     - user: auditor@example.com
   models: ["batch-owner:*"]
+---
+# A caller with a small token limit: its batches count against it like its chat calls.
+apiVersion: v1
+kind: Secret
+metadata:
+  name: batch-limited-key
+  namespace: ai-gateway
+type: bedrockgateway.io/api-key
+stringData:
+  key: {LIMITED_KEY}
+  user: batch-limited@example.com
+---
+apiVersion: bedrockgateway.io/v1alpha1
+kind: AccessPolicy
+metadata:
+  name: batch-limited
+  namespace: ai-gateway
+spec:
+  subjects:
+    - user: batch-limited@example.com
+  models: ["{CHAT}"]
+  limits:
+    tokensPerMinute: {LIMITED_TPM}
 """
     )
     gw = start_gateway_proc(manifests, logdir, name="bedrock-gateway-proxy-batch", extra_args=["--batch-min-records", "2"])
@@ -445,6 +471,17 @@ def batch_cost(gateway: Gateway) -> float:
     )
 
 
+def forget_results(s3, batch_id: str) -> None:
+    """Drops the results from the gateway's record of a batch, as a replica that has not seen
+    them (or a concurrent first retrieve) would find it."""
+    suffix = batch_id.removeprefix("batch_")
+    arn = base64.b32decode(suffix + "=" * (-len(suffix) % 8), casefold=True).decode()
+    key = f"gateway/batches/{arn.rsplit('/', 1)[1]}.json"
+    record = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert record.pop("results"), record
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(record).encode())
+
+
 def test_a_batch_is_billed_once_however_many_first_retrieves(client_for, gateway, s3):
     client = client_for(QUICKSTART_KEY)
     file = upload(client, [chat_line(f"bill-{i}", f"bill me {i}") for i in range(3)])
@@ -456,12 +493,7 @@ def test_a_batch_is_billed_once_however_many_first_retrieves(client_for, gateway
     assert billed > before, "the first retrieve of the finished batch records its cost"
 
     # Another replica (or a concurrent first retrieve) that has not seen the results writes them again.
-    suffix = batch.id.removeprefix("batch_")
-    arn = base64.b32decode(suffix + "=" * (-len(suffix) % 8), casefold=True).decode()
-    key = f"gateway/batches/{arn.rsplit('/', 1)[1]}.json"
-    record = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
-    assert record.pop("results"), record
-    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(record).encode())
+    forget_results(s3, batch.id)
     again = client.batches.retrieve(batch.id)
     assert again.output_file_id == done.output_file_id
     assert batch_cost(gateway) == billed, "billed once"
@@ -483,3 +515,83 @@ def test_files_and_batches_requests_are_counted_by_endpoint_and_status(gateway, 
         client.batches.retrieve("batch_nosuchbatch")
     after = {key: count(*key) for key in before}
     assert {key: after[key] - before[key] for key in before} == {key: 1.0 for key in before}
+
+
+def gateway_batch_objects(s3) -> set[str]:
+    """The keys the gateway writes for batches: index markers, records and Bedrock inputs."""
+    return {
+        o["Key"]
+        for prefix in ("gateway/batch-index/", "gateway/batches/", "gateway/batch-input/")
+        for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    }
+
+
+def test_a_failure_after_the_job_exists_stops_it_and_leaves_no_batch(client_for, sim, s3):
+    client = client_for(QUICKSTART_KEY)
+    file = upload(client, [chat_line(f"stop-{i}", f"stop me {i}") for i in range(3)])
+    listed_before = {b.id for b in client.batches.list(limit=100).data}
+    objects_before = gateway_batch_objects(s3)
+    sim.clear()
+    # The job is created; the gateway's next step (reading the job back) fails once.
+    fault = {"operation": "GetModelInvocationJob", "error": "InternalServerException"}
+    assert httpx.post(f"{sim.url}/_sim/batch-faults", json=fault).status_code == 204
+    try:
+        with pytest.raises(openai.InternalServerError) as e:
+            client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    finally:
+        assert httpx.delete(f"{sim.url}/_sim/batch-faults").status_code == 204
+    assert e.value.status_code == 502
+    assert error_of(e.value) == {
+        "message": "Bedrock failed the request for model `demo/nova-lite` (HTTP 500, InternalServerException): "
+        "The server encountered an internal error while processing the request.",
+        "type": "server_error",
+        "param": None,
+        "code": "upstream_error",
+    }
+
+    calls = [(r["method"], r["path"]) for r in sim.requests() if r["path"].startswith("/model-invocation-job")]
+    assert [c for c in calls if c[1] == "/model-invocation-job"] == [("POST", "/model-invocation-job")]
+    [(_, got)] = [c for c in calls if c[0] == "GET"]
+    [(_, stopped)] = [c for c in calls if c[1].endswith("/stop")]
+    assert stopped == f"{got}/stop", "StopModelInvocationJob names the job that was created"
+
+    assert {b.id for b in client.batches.list(limit=100).data} == listed_before, "no batch is left listed"
+    assert gateway_batch_objects(s3) == objects_before, "no marker, record or Bedrock input is left"
+
+
+def test_a_batch_counts_once_against_its_owners_limits(client_for, s3):
+    fresh_minute()
+    client = client_for(LIMITED_KEY)
+    file = upload(client, [chat_line(f"limit-{i}", f"count me {i}") for i in range(3)])
+    batch = client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    done, seen = wait(client, batch.id, {"completed", "failed"})
+    assert done.status == "completed", (seen, done.errors)
+    used = done.usage.total_tokens
+    assert used > LIMITED_TPM, done.usage
+
+    # The batch's tokens now count against the owner's tokens per minute: chat is refused...
+    with pytest.raises(openai.RateLimitError) as chat:
+        client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
+    refused = error_of(chat.value)
+    prefix = (
+        f"Rate limit reached for {CHAT} on tokens per minute (TPM) under the access policy "
+        f"ai-gateway/batch-limited: Limit {LIMITED_TPM}, Used {used}. Please try again in "
+    )
+    assert refused["message"].startswith(prefix), refused
+    assert (refused["type"], refused["code"]) == ("tokens", "rate_limit_exceeded")
+    # ... and so is a new batch, with the same 429.
+    with pytest.raises(openai.RateLimitError) as again:
+        client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert again.value.response.headers["retry-after"]
+    batch_refused = error_of(again.value)
+    assert batch_refused["message"].startswith(prefix), batch_refused
+    assert {k: v for k, v in batch_refused.items() if k != "message"} == {
+        k: v for k, v in refused.items() if k != "message"
+    }
+
+    # Written again by a replica that had not seen the results: charged once all the same.
+    forget_results(s3, batch.id)
+    client.batches.retrieve(batch.id)
+    with pytest.raises(openai.RateLimitError) as still:
+        client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
+    assert error_of(still.value)["message"].startswith(prefix), "charged once"

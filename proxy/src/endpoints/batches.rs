@@ -7,7 +7,7 @@
 //!   `<prefix>batch-output/`). The gateway's record of the batch (owner, input file, metadata) is
 //!   `<prefix>batches/<job id>.json`, listed newest first through empty markers
 //!   `<prefix>batch-index/<inverted creation time>-<job id>`; if anything fails once the job
-//!   exists, the job is stopped.
+//!   exists, the job is stopped and the marker, record and Bedrock input are removed.
 //! - `GET /v1/batches/{id}`: GetModelInvocationJob mapped to OpenAI's status, with counts from
 //!   `manifest.json.out`. The first read of a finished job translates Bedrock's output records
 //!   into OpenAI output lines, stored as two real files (output and errors), prices the usage
@@ -40,7 +40,6 @@ use crate::bedrock::batch::{
 };
 use crate::body::ResponseBody;
 use crate::error::ApiError;
-use crate::limits::Admission;
 use crate::openai::batches::{Batch, BatchList, LineChecker, batch_id, job_arn, parse_create_batch};
 use crate::openai::files::{FileId, Purpose};
 use crate::openai::parse::invalid;
@@ -128,8 +127,7 @@ async fn find(snapshot: &Snapshot, subject: &Subject, id: &str) -> Result<Found,
     let names = batch_accounts(snapshot);
     for name in names {
         let (account, store) = store_of(snapshot, name)?;
-        let Some(bytes) = store.get_bytes(&store.key(&format!("batches/{}.json", job_id(&arn)))).await?
-        else {
+        let Some(bytes) = store.get_bytes(&record_key(&store, &arn)).await? else {
             continue;
         };
         let record: BatchRecord = serde_json::from_slice(&bytes).map_err(|_| {
@@ -340,6 +338,8 @@ async fn create(
         account: account.account.name.clone(),
         owner: subject.user.clone(),
         owner_teams: subject.teams.clone(),
+        owner_service_account: subject.service_account.clone(),
+        output_expires_after: None,
         model: model.clone(),
         endpoint: request.endpoint.clone(),
         input_file_id: request.input_file_id.clone(),
@@ -352,14 +352,11 @@ async fn create(
         results: None,
     };
     let id = batch_id(&arn);
+    // An immutable marker whose key sorts the newest batch first (records are rewritten).
+    let index =
+        store.key(&format!("batch-index/{}-{}", token.split('-').next().unwrap_or_default(), job_id(&arn)));
     let finished = async {
         save(&store, &record).await?;
-        // An immutable marker whose key sorts the newest batch first (records are rewritten).
-        let index = store.key(&format!(
-            "batch-index/{}-{}",
-            token.split('-').next().unwrap_or_default(),
-            job_id(&arn)
-        ));
         store.put(&index, Bytes::new(), HashMap::new()).await?;
         let job = get_job(app, &account, &model, &arn).await?;
         Ok::<_, ApiError>(batch_object(id.clone(), &record, &job, None))
@@ -368,18 +365,29 @@ async fn create(
     match finished {
         Ok(batch) => Ok(json(&batch)),
         Err(e) => {
-            // No billed orphan: a job the caller cannot see is stopped.
+            // The caller got an error, so no batch exists for it: the job is stopped (no billed
+            // orphan) and the gateway's traces of it go, marker first so no listing shows it.
             if let Err(stop) = stop_job(app, &account, &model, &arn).await {
                 tracing::error!(job = %arn, error = %stop, "could not stop a batch job after a failure");
+            }
+            for key in [&index, &record_key(&store, &arn), &record.input_key] {
+                if let Err(cleanup) = store.delete(key).await {
+                    tracing::warn!(job = %arn, error = %cleanup, "could not remove a stopped batch's object");
+                }
             }
             Err(e)
         }
     }
 }
 
+/// Key of the gateway's record of the job `arn`.
+fn record_key(store: &Store, arn: &str) -> String {
+    store.key(&format!("batches/{}.json", job_id(arn)))
+}
+
 /// Writes the record of a batch.
 async fn save(store: &Store, record: &BatchRecord) -> Result<(), ApiError> {
-    let key = store.key(&format!("batches/{}.json", job_id(&record.job_arn)));
+    let key = record_key(store, &record.job_arn);
     store.put(&key, Bytes::from(serde_json::to_vec(record).expect("record serializes")), HashMap::new()).await
 }
 
@@ -501,8 +509,14 @@ async fn write_results(
         err_writer.abort().await;
         None
     };
-    let owner = Subject::user(record.owner.clone(), record.owner_teams.clone());
-    let admission = Admission::unlimited();
+    let owner = Subject {
+        user: record.owner.clone(),
+        teams: record.owner_teams.clone(),
+        service_account: record.owner_service_account.clone(),
+    };
+    // Charged to the limits the owner's synchronous calls of the model count against, at the
+    // batch price (`batch: true`).
+    let admission = app.usage.charge_to(&owner, &snapshot.policies, &record.model);
     let usage = Record {
         tokens,
         batch: true,
@@ -608,8 +622,8 @@ async fn list(
             for listed in page {
                 let Some(marker) = listed.key.rsplit('/').next().map(str::to_owned) else { continue };
                 let Some((_, job)) = marker.split_once('-') else { continue };
-                let record_key = store.key(&format!("batches/{job}.json"));
-                keys.push((marker, record_key, account.clone(), store.clone()));
+                let key = record_key(&store, job);
+                keys.push((marker, key, account.clone(), store.clone()));
             }
             if !truncated || start.is_none() {
                 break;

@@ -6,6 +6,8 @@
 //! added when the response is complete, so a request that starts under the token or budget
 //! limit may end above it (as OpenAI's token limits do). Counters live in this process by
 //! default ([`local`]) or in Redis with `--redis-url` ([`redis`]), shared by every replica.
+//! A batch is admitted like one request when it is created; its tokens and cost are charged
+//! ([`Limiter::charge_to`]) when its results are read, to the windows of that moment.
 //! Windows are fixed: the current minute and the current UTC day.
 
 pub mod local;
@@ -189,6 +191,17 @@ impl Limiter {
                 ))
             }
         }
+    }
+
+    /// The limits that usage of `served` by `subject` known only later (a batch's results) is
+    /// charged to, in the current windows: the buckets admission would use, without admitting
+    /// or counting a request.
+    pub fn charge_to(&self, subject: &Subject, policies: &PolicySet, served: &str) -> Admission {
+        let buckets = buckets(subject, policies, served);
+        if buckets.is_empty() {
+            return Admission::unlimited();
+        }
+        Admission { buckets, window: Some(Window::at(SystemTime::now())), headers: HeaderMap::new() }
     }
 
     /// Adds a finished request's tokens and cost to the counters it was admitted under. Never

@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::ResponseMeta;
 use super::chat_converse::{ReplyContext, chat_completion, converse_request, guardrail_config};
 use super::{embeddings_cohere, embeddings_titan};
+use crate::auth::ServiceAccount;
 use crate::bedrock::batch::{InputRecord, InvocationType, Job, JobStatus, Manifest, OutputRecord};
 use crate::bedrock::converse::ConverseResponse;
 use crate::bedrock::embeddings::{CohereEmbedResponse, TitanEmbedResponse};
@@ -47,6 +48,9 @@ pub struct BatchRecord {
     /// The caller's teams, for usage records.
     #[serde(default)]
     pub owner_teams: Vec<String>,
+    /// The caller's Kubernetes service account, if it is one: its limits apply to the batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_service_account: Option<ServiceAccount>,
     /// Served model name.
     pub model: String,
     /// Endpoint of every request.
@@ -64,6 +68,10 @@ pub struct BatchRecord {
     pub requests: u64,
     /// Key of the Bedrock input object.
     pub input_key: String,
+    /// `output_expires_after.seconds`: the output and error files expire this long after they
+    /// are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_expires_after: Option<u64>,
     /// When a cancel was requested.
     #[serde(default)]
     pub cancelling_at: Option<u64>,
@@ -415,6 +423,8 @@ mod tests {
             account: "demo".into(),
             owner: "dev@example.com".into(),
             owner_teams: vec![],
+            owner_service_account: None,
+            output_expires_after: None,
             model: "demo/nova-lite".into(),
             endpoint: "/v1/chat/completions".into(),
             input_file_id: "file-x".into(),
