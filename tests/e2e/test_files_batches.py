@@ -595,3 +595,160 @@ def test_a_batch_counts_once_against_its_owners_limits(client_for, s3):
     with pytest.raises(openai.RateLimitError) as still:
         client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
     assert error_of(still.value)["message"].startswith(prefix), "charged once"
+
+
+# -------------------------------------------------------------------- expiry
+def file_key(file_id: str) -> str:
+    """The S3 key of a file: its id is `file-` + base32 of `<account>/<token>`."""
+    suffix = file_id.removeprefix("file-")
+    token = base64.b32decode(suffix + "=" * (-len(suffix) % 8), casefold=True).decode().split("/", 1)[1]
+    return f"gateway/files/{token}"
+
+
+def expire(s3, file_id: str) -> None:
+    """Moves a file's expiry into the past, as time passing would (the policy's minimum is an hour)."""
+    key = file_key(file_id)
+    metadata = s3.head_object(Bucket=BUCKET, Key=key)["Metadata"]
+    metadata["expires-at"] = str(int(time.time()) - 1)
+    s3.copy_object(
+        Bucket=BUCKET, Key=key, CopySource={"Bucket": BUCKET, "Key": key}, Metadata=metadata, MetadataDirective="REPLACE"
+    )
+
+
+def stored(s3, file_id: str) -> bool:
+    return s3.list_objects_v2(Bucket=BUCKET, Prefix=file_key(file_id)).get("KeyCount", 0) == 1
+
+
+def test_a_file_with_an_expiration_policy_reports_when_it_expires(client_for):
+    client = client_for(QUICKSTART_KEY)
+    policy = {"anchor": "created_at", "seconds": 3600}
+    created = client.files.create(
+        file=("expiring.jsonl", jsonl([chat_line("a", "x")]), "application/jsonl"), purpose="batch", expires_after=policy
+    )
+    assert created.expires_at == created.created_at + 3600
+    assert client.files.retrieve(created.id).expires_at == created.expires_at
+    [listed] = [f for f in client.files.list().data if f.id == created.id]
+    assert listed.expires_at == created.expires_at
+    assert upload(client, [chat_line("a", "x")]).expires_at is None, "no policy, no expiry"
+
+
+def test_an_expired_file_behaves_as_deleted_and_is_removed_when_touched(client_for, s3):
+    client = client_for(QUICKSTART_KEY)
+    policy = {"anchor": "created_at", "seconds": 3600}
+    lines = [chat_line("a", "x"), chat_line("b", "y")]
+    files = [
+        client.files.create(file=(f"f{i}.jsonl", jsonl(lines), "application/jsonl"), purpose="batch", expires_after=policy)
+        for i in range(4)
+    ]
+    for f in files:
+        expire(s3, f.id)
+    retrieved, content, batched, listed = files
+    for call, file in ((client.files.retrieve, retrieved), (client.files.content, content), (client.files.delete, retrieved)):
+        with pytest.raises(openai.NotFoundError) as e:
+            call(file.id)
+        assert error_of(e.value) == {
+            "message": f"No such File object: {file.id}",
+            "type": "invalid_request_error",
+            "param": "file_id",
+            "code": "file_not_found",
+        }
+    with pytest.raises(openai.NotFoundError) as e:
+        client.batches.create(input_file_id=batched.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert error_of(e.value)["param"] == "input_file_id"
+    assert [stored(s3, f.id) for f in files] == [False, False, False, True], "removed when touched"
+    assert listed.id not in [f.id for f in client.files.list().data]
+    assert not stored(s3, listed.id), "a listing sweeps the expired files it comes across"
+
+
+@pytest.mark.parametrize(
+    "policy, param, message",
+    [
+        (
+            {"anchor": "created_at", "seconds": 60},
+            "expires_after.seconds",
+            "Invalid value for `expires_after.seconds`: 60; use 3600 (1 hour) to 2592000 (30 days).",
+        ),
+        (
+            {"anchor": "created_at", "seconds": 2592001},
+            "expires_after.seconds",
+            "Invalid value for `expires_after.seconds`: 2592001; use 3600 (1 hour) to 2592000 (30 days).",
+        ),
+        (
+            {"anchor": "last_active_at", "seconds": 3600},
+            "expires_after.anchor",
+            "Invalid value for `expires_after.anchor`: `last_active_at`; the supported anchor is `created_at`.",
+        ),
+        (
+            {"anchor": "created_at", "seconds": "soon"},
+            "expires_after.seconds",
+            "Invalid value for `expires_after.seconds`: `soon`; it is a whole number of seconds.",
+        ),
+        ({"seconds": 3600}, "expires_after.anchor", "Missing required parameter: `expires_after.anchor`."),
+    ],
+    ids=["too-short", "too-long", "anchor", "not-a-number", "no-anchor"],
+)
+def test_bad_expiration_policies_are_400s_naming_the_field(client_for, s3, policy, param, message):
+    client = client_for(QUICKSTART_KEY)
+    before = s3.list_objects_v2(Bucket=BUCKET, Prefix="gateway/files/").get("KeyCount", 0)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.files.create(
+            file=("a.jsonl", jsonl([chat_line("a", "x")]), "application/jsonl"), purpose="batch", expires_after=policy
+        )
+    assert error_of(e.value) == {"message": message, "type": "invalid_request_error", "param": param, "code": None}
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="gateway/files/").get("KeyCount", 0) == before
+
+
+def test_an_expiration_policy_after_the_file_part_is_refused(gateway, s3):
+    boundary = "bgw-e2e-boundary"
+    parts = [
+        ('name="purpose"', b"batch"),
+        ('name="file"; filename="late.jsonl"\r\nContent-Type: application/jsonl', jsonl([chat_line("a", "x")])),
+        ('name="expires_after[anchor]"', b"created_at"),
+        ('name="expires_after[seconds]"', b"3600"),
+    ]
+    body = b"".join(
+        f"--{boundary}\r\nContent-Disposition: form-data; {head}\r\n\r\n".encode() + value + b"\r\n" for head, value in parts
+    ) + f"--{boundary}--\r\n".encode()
+    before = s3.list_objects_v2(Bucket=BUCKET, Prefix="gateway/files/").get("KeyCount", 0)
+    r = httpx.post(
+        f"{gateway.url}/v1/files",
+        content=body,
+        headers={"Authorization": f"Bearer {QUICKSTART_KEY}", "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == {
+        "message": "Send `expires_after[anchor]` before the `file` part: the gateway stores the file as it arrives.",
+        "type": "invalid_request_error",
+        "param": "expires_after",
+        "code": None,
+    }
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="gateway/files/").get("KeyCount", 0) == before
+
+
+def test_output_expires_after_applies_to_the_batch_output_files(client_for):
+    client = client_for(QUICKSTART_KEY)
+    lines = [chat_line("ok-1", "fine"), chat_line("bad", "[[sim:error=ThrottlingException]] no"), chat_line("ok-2", "ok")]
+    batch = client.batches.create(
+        input_file_id=upload(client, lines).id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        output_expires_after={"anchor": "created_at", "seconds": 7200},
+    )
+    done, seen = wait(client, batch.id, {"completed", "failed"})
+    assert done.status == "completed", (seen, done.errors)
+    for file_id in (done.output_file_id, done.error_file_id):
+        f = client.files.retrieve(file_id)
+        assert f.expires_at == f.created_at + 7200, f
+    with pytest.raises(openai.BadRequestError) as e:
+        client.batches.create(
+            input_file_id=batch.input_file_id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            output_expires_after={"anchor": "created_at", "seconds": 10},
+        )
+    assert error_of(e.value) == {
+        "message": "Invalid value for `output_expires_after.seconds`: 10; use 3600 (1 hour) to 2592000 (30 days).",
+        "type": "invalid_request_error",
+        "param": "output_expires_after.seconds",
+        "code": None,
+    }

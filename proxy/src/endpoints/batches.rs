@@ -339,7 +339,11 @@ async fn create(
         owner: subject.user.clone(),
         owner_teams: subject.teams.clone(),
         owner_service_account: subject.service_account.clone(),
-        output_expires_after: None,
+        output_expires_after: request
+            .output_expires_after
+            .as_ref()
+            .map(|p| p.checked_seconds("output_expires_after"))
+            .transpose()?,
         model: model.clone(),
         endpoint: request.endpoint.clone(),
         input_file_id: request.input_file_id.clone(),
@@ -448,7 +452,7 @@ async fn write_results(
     let out_meta = OutputMeta { job_id: jid.clone(), model: record.model.clone(), created: end };
     let file = |suffix: &str, name: &str| {
         let token = format!("{:016x}-{jid}-{suffix}", u64::MAX - end.saturating_mul(1000));
-        let metadata = HashMap::from([
+        let mut metadata = HashMap::from([
             (meta::OWNER.to_owned(), record.owner.clone()),
             (
                 meta::FILENAME.to_owned(),
@@ -459,6 +463,10 @@ async fn write_results(
             (meta::MODEL.to_owned(), record.model.clone()),
             (meta::ENDPOINT.to_owned(), record.endpoint.clone()),
         ]);
+        // `output_expires_after` counts from the files' creation, the job's end.
+        if let Some(seconds) = record.output_expires_after {
+            metadata.insert(meta::EXPIRES.to_owned(), (end + seconds).to_string());
+        }
         let fid = FileId { account: record.account.clone(), token: token.clone() }.encode();
         (fid, Writer::new(store.clone(), store.key(&format!("files/{token}")), metadata))
     };
