@@ -263,8 +263,13 @@ def test_a_large_file_goes_up_in_parts(client_for):
             "Line 1: The model `demo/nope` does not exist or is not served by this gateway.",
         ),
         ([], "The file holds no requests; a batch file has one JSON request per line."),
+        (
+            [{"custom_id": "img", "method": "POST", "url": "/v1/images/generations", "body": {"model": "demo/nova-canvas", "prompt": "a cat"}}],
+            "Line 1: `url` is `/v1/images/generations`: Bedrock batch inference does not run image generation models, "
+            "so image requests cannot be batched; send them to the endpoint one at a time",
+        ),
     ],
-    ids=["bad-json", "two-models", "duplicate-id", "method", "unknown-model", "empty"],
+    ids=["bad-json", "two-models", "duplicate-id", "method", "unknown-model", "empty", "image-endpoint"],
 )
 def test_bad_batch_files_are_refused_naming_the_line(client_for, s3, lines, message):
     client = client_for(QUICKSTART_KEY)
@@ -752,3 +757,43 @@ def test_output_expires_after_applies_to_the_batch_output_files(client_for):
         "param": "output_expires_after.seconds",
         "code": None,
     }
+
+
+def test_image_batches_are_refused_saying_bedrock_cannot_run_them(client_for):
+    client = client_for(QUICKSTART_KEY)
+    file = upload(client, [chat_line("a", "x"), chat_line("b", "y")])
+    with pytest.raises(openai.BadRequestError) as e:
+        client.batches.create(input_file_id=file.id, endpoint="/v1/images/generations", completion_window="24h")
+    assert error_of(e.value) == {
+        "message": "Invalid value for `endpoint`: `/v1/images/generations`: Bedrock batch inference does not run image "
+        "generation models, so image requests cannot be batched; send them to the endpoint one at a time.",
+        "type": "invalid_request_error",
+        "param": "endpoint",
+        "code": None,
+    }
+
+
+def test_http_image_urls_in_batch_lines_are_refused_naming_the_line(client_for, sim):
+    client = client_for(QUICKSTART_KEY)
+    remote = chat_line("remote", "x")
+    remote["body"]["messages"] = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+            ],
+        }
+    ]
+    file = upload(client, [chat_line("a", "x"), remote, chat_line("c", "z")])
+    sim.clear()
+    with pytest.raises(openai.BadRequestError) as e:
+        client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    err = error_of(e.value)
+    assert (err["param"], err["message"]) == (
+        "input_file_id",
+        "Line 2: `messages[0].content[1].image_url.url` is an http(s) image URL; batch requests take images as base64 "
+        "`data:` URLs only (the gateway does not download images while it creates a batch, and Bedrock batch jobs "
+        "fetch nothing).",
+    )
+    assert not [r for r in sim.requests() if r["path"].startswith("/model-invocation-job")], "no job was created"

@@ -16,6 +16,12 @@ use crate::error::ApiError;
 const BATCH_PREFIX: &str = "batch_";
 /// Endpoints a batch may target.
 pub const BATCH_ENDPOINTS: [&str; 2] = ["/v1/chat/completions", "/v1/embeddings"];
+/// Image endpoints OpenAI batches and Bedrock batch inference does not (no image model takes
+/// batch jobs).
+const IMAGE_ENDPOINTS: [&str; 2] = ["/v1/images/generations", "/v1/images/edits"];
+/// Why a batch cannot target an image endpoint.
+const NO_IMAGE_BATCHES: &str = "Bedrock batch inference does not run image generation models, so image requests cannot be batched; \
+     send them to the endpoint one at a time";
 /// Longest `custom_id`, in bytes.
 const MAX_CUSTOM_ID: usize = 512;
 
@@ -108,6 +114,9 @@ impl LineChecker {
         if line.method != "POST" {
             return Err(fail(format!("`method` is `{}`; only `POST` is supported", line.method)));
         }
+        if IMAGE_ENDPOINTS.contains(&line.url.as_str()) {
+            return Err(fail(format!("`url` is `{}`: {NO_IMAGE_BATCHES}", line.url)));
+        }
         if !BATCH_ENDPOINTS.contains(&line.url.as_str()) {
             return Err(fail(format!(
                 "`url` `{}` is not supported; use {}",
@@ -189,6 +198,12 @@ pub struct CreateBatch {
 pub fn parse_create_batch(body: &[u8]) -> Result<CreateBatch, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     let req: CreateBatch = serde_path_to_error::deserialize(de).map_err(super::parse::parse_error)?;
+    if IMAGE_ENDPOINTS.contains(&req.endpoint.as_str()) {
+        return Err(super::parse::invalid(
+            "endpoint".into(),
+            format!("`{}`: {NO_IMAGE_BATCHES}", req.endpoint),
+        ));
+    }
     if !BATCH_ENDPOINTS.contains(&req.endpoint.as_str()) {
         return Err(super::parse::invalid(
             "endpoint".into(),

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ResponseMeta;
+use super::chat_converse::content::REMOTE_IMAGE;
 use super::chat_converse::{ReplyContext, chat_completion, converse_request, guardrail_config};
 use super::{embeddings_cohere, embeddings_titan};
 use crate::auth::ServiceAccount;
@@ -132,6 +133,23 @@ pub fn record_id(line: usize) -> String {
     format!("{line:011}")
 }
 
+/// A chat translation error of a batch line, saying why an http(s) image URL is refused there:
+/// fetching every image of up to 50,000 requests would hold the batch's creation, and Bedrock's
+/// batch job fetches nothing itself.
+fn remote_image_in_batch(e: ApiError) -> ApiError {
+    if e.code != Some(REMOTE_IMAGE) {
+        return e;
+    }
+    let path = e.param.as_deref().unwrap_or("image_url.url");
+    ApiError {
+        message: format!(
+            "`{path}` is an http(s) image URL; batch requests take images as base64 `data:` URLs only (the \
+             gateway does not download images while it creates a batch, and Bedrock batch jobs fetch nothing)."
+        ),
+        ..e
+    }
+}
+
 /// Line `number` of the input, for `model`, as a Bedrock record (one JSONL line, no line break)
 /// and what reading its answer needs. Errors are 400s saying `Line N: ...`.
 pub fn input_record(
@@ -158,7 +176,8 @@ pub fn input_record(
                 )));
             }
             let family_model = model.underlying_model_id.as_deref().unwrap_or(&model.model_id);
-            let mut translation = converse_request(&req, family_model).map_err(at_line)?;
+            let mut translation =
+                converse_request(&req, family_model).map_err(|e| at_line(remote_image_in_batch(e)))?;
             translation.body.guardrail_config = model.guardrail.as_ref().map(guardrail_config);
             let record = InputRecord { record_id: &id, model_input: &translation.body };
             (serde_json::to_vec(&record).expect("record serializes"), LineReply::Chat(translation.reply))
