@@ -367,6 +367,29 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_charge_adds_usage_without_counting_a_request() {
+        let policies = PolicySet::new(&[api::config::Policy {
+            name: "ns/p".into(),
+            subjects: vec![api::config::SubjectRef::User("u".into())],
+            models: vec!["m".into()],
+            limits: Some(Limits {
+                requests_per_minute: Some(1),
+                tokens_per_minute: Some(10),
+                budget_usd_per_day: None,
+            }),
+        }]);
+        let limiter = Limiter::local();
+        let subject = Subject::user("u", vec![]);
+        assert!(!limiter.charge_to(&subject, &policies, "other").is_limited(), "no policy grants it");
+        let charge = limiter.charge_to(&subject, &policies, "m");
+        assert!(charge.is_limited() && charge.headers().is_empty());
+        limiter.add(&charge, 10, 0.0);
+        // Had the charge counted a request, the one request a minute would refuse first.
+        let refused = limiter.admit(&subject, &policies, "m").await.unwrap_err();
+        assert_eq!(refused.kind, "tokens", "{}", refused.message);
+    }
+
     #[test]
     fn windows() {
         let w = Window::at(UNIX_EPOCH + Duration::from_secs(86_400 * 3 + 125));
