@@ -10,8 +10,10 @@
 //!   exists, the job is stopped and the marker, record and Bedrock input are removed.
 //! - `GET /v1/batches/{id}`: GetModelInvocationJob mapped to OpenAI's status, with counts from
 //!   `manifest.json.out`. The first read of a finished job translates Bedrock's output records
-//!   into OpenAI output lines, stored as two real files (output and errors), prices the usage
-//!   at the model's batch price, and notes both in the record.
+//!   into OpenAI output lines, stored as two real files (output and errors, expiring after
+//!   `output_expires_after` when the batch has one), prices the usage at the model's batch price,
+//!   charges it to the limits the owner's own calls of the model count against (once, whoever
+//!   writes the results), and notes both in the record.
 //! - `POST /v1/batches/{id}/cancel`: StopModelInvocationJob. `GET /v1/batches`: newest first,
 //!   `limit` and `after`. `GET /v1/batches/{id}/output`: the output file's content.
 //!
