@@ -1,6 +1,7 @@
 //! Injected failures of the batch control plane, set through `POST /_sim/batch-faults`:
 //! `{"operation": "GetModelInvocationJob", "error": "InternalServerException", "times": 1}`
-//! makes the next `times` calls of that operation answer that modeled exception, so a test can
+//! makes the next `times` calls of that operation answer that exception (one the AWS model lists
+//! for the operation), so a test can
 //! fail a caller's step that comes after a job was created (the job's own input carries no
 //! directives a control-plane call could read). `DELETE /_sim/batch-faults` clears them.
 
@@ -9,12 +10,44 @@ use serde::Deserialize;
 use super::Operation;
 use crate::errors::AwsError;
 
-/// The control-plane operations a fault can strike, by their AWS names.
-const OPERATIONS: [&str; 4] = [
-    "CreateModelInvocationJob",
-    "GetModelInvocationJob",
-    "ListModelInvocationJobs",
-    "StopModelInvocationJob",
+/// The control-plane operations a fault can strike, by their AWS names, with the exceptions the
+/// AWS model lists for each (those the simulator can answer with).
+const OPERATIONS: [(&str, &[&str]); 4] = [
+    (
+        "CreateModelInvocationJob",
+        &[
+            "ResourceNotFoundException",
+            "AccessDeniedException",
+            "ValidationException",
+            "InternalServerException",
+            "ServiceQuotaExceededException",
+            "ThrottlingException",
+        ],
+    ),
+    (
+        "GetModelInvocationJob",
+        &[
+            "ResourceNotFoundException",
+            "AccessDeniedException",
+            "ValidationException",
+            "InternalServerException",
+            "ThrottlingException",
+        ],
+    ),
+    (
+        "ListModelInvocationJobs",
+        &["AccessDeniedException", "ValidationException", "InternalServerException", "ThrottlingException"],
+    ),
+    (
+        "StopModelInvocationJob",
+        &[
+            "ResourceNotFoundException",
+            "AccessDeniedException",
+            "ValidationException",
+            "InternalServerException",
+            "ThrottlingException",
+        ],
+    ),
 ];
 
 /// One armed fault.
@@ -42,18 +75,24 @@ impl Fault {
                 "bedrock-sim: a batch fault is {{\"operation\", \"error\", \"times\"?}} ({e})"
             ))
         })?;
-        if !OPERATIONS.contains(&fault.operation.as_str()) {
+        let Some((_, errors)) = OPERATIONS.iter().find(|(name, _)| *name == fault.operation) else {
+            let names: Vec<&str> = OPERATIONS.iter().map(|(name, _)| *name).collect();
             return Err(AwsError::validation(format!(
                 "bedrock-sim: unknown batch operation '{}'; use one of {}",
                 fault.operation,
-                OPERATIONS.join(", ")
+                names.join(", ")
             )));
-        }
+        };
         if fault.times == 0 {
             return Err(AwsError::validation("bedrock-sim: a batch fault's `times` is at least 1"));
         }
-        if AwsError::modeled(&fault.error, "").is_none() {
-            return Err(AwsError::validation(format!("bedrock-sim: unknown exception '{}'", fault.error)));
+        if !errors.contains(&fault.error.as_str()) {
+            return Err(AwsError::validation(format!(
+                "bedrock-sim: {} does not answer '{}'; its modeled exceptions are {}",
+                fault.operation,
+                fault.error,
+                errors.join(", ")
+            )));
         }
         Ok(fault)
     }
@@ -61,12 +100,13 @@ impl Fault {
 
 /// The AWS name of `op`.
 pub(crate) fn operation_name(op: &Operation) -> &'static str {
-    match op {
-        Operation::Create => OPERATIONS[0],
-        Operation::Get(_) => OPERATIONS[1],
-        Operation::List => OPERATIONS[2],
-        Operation::Stop(_) => OPERATIONS[3],
-    }
+    let index = match op {
+        Operation::Create => 0,
+        Operation::Get(_) => 1,
+        Operation::List => 2,
+        Operation::Stop(_) => 3,
+    };
+    OPERATIONS[index].0
 }
 
 /// Takes one strike of the first fault armed for `op` from `faults`: the error to answer with.
@@ -106,7 +146,10 @@ mod tests {
     fn bad_faults_are_refused() {
         for (body, message) in [
             (r#"{"operation":"Nope","error":"InternalServerException"}"#, "unknown batch operation 'Nope'"),
-            (r#"{"operation":"StopModelInvocationJob","error":"Nope"}"#, "unknown exception 'Nope'"),
+            (
+                r#"{"operation":"ListModelInvocationJobs","error":"ResourceNotFoundException"}"#,
+                "ListModelInvocationJobs does not answer 'ResourceNotFoundException'",
+            ),
             (r#"{"operation":"StopModelInvocationJob"}"#, "a batch fault is"),
             (
                 r#"{"operation":"StopModelInvocationJob","error":"ThrottlingException","times":0}"#,
