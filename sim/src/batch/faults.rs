@@ -1,9 +1,9 @@
 //! Injected failures of the batch control plane, set through `POST /_sim/batch-faults`:
 //! `{"operation": "GetModelInvocationJob", "error": "InternalServerException", "times": 1}`
 //! makes the next `times` calls of that operation answer that exception (one the AWS model lists
-//! for the operation), so a test can
-//! fail a caller's step that comes after a job was created (the job's own input carries no
-//! directives a control-plane call could read). `DELETE /_sim/batch-faults` clears them.
+//! for the operation), so a test can fail a caller's step that comes after a job was created (the
+//! job's own input carries no directives a control-plane call could read).
+//! `DELETE /_sim/batch-faults` clears them.
 
 use serde::Deserialize;
 
