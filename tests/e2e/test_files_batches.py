@@ -797,3 +797,25 @@ def test_http_image_urls_in_batch_lines_are_refused_naming_the_line(client_for, 
         "fetch nothing).",
     )
     assert not [r for r in sim.requests() if r["path"].startswith("/model-invocation-job")], "no job was created"
+
+
+def test_a_batch_outlives_its_deleted_or_expired_input_file(client_for, s3):
+    client = client_for(QUICKSTART_KEY)
+    policy = {"anchor": "created_at", "seconds": 3600}
+    batches = []
+    for gone in ("deleted", "expired"):
+        lines = [chat_line(f"{gone}-{i}", f"{gone} {i}") for i in range(3)]
+        file = client.files.create(file=("in.jsonl", jsonl(lines), "application/jsonl"), purpose="batch", expires_after=policy)
+        batch = client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+        if gone == "deleted":
+            client.files.delete(file.id)
+        else:
+            expire(s3, file.id)
+            assert file.id not in [f.id for f in client.files.list().data]
+        assert not stored(s3, file.id)
+        batches.append((batch, lines))
+    for batch, lines in batches:
+        done, seen = wait(client, batch.id, {"completed", "failed"})
+        assert done.status == "completed", (seen, done.errors)
+        out = lines_of(client.files.content(done.output_file_id).text)
+        assert sorted(line["custom_id"] for line in out) == sorted(line["custom_id"] for line in lines)

@@ -7,7 +7,9 @@
 //!   `<prefix>batch-output/`). The gateway's record of the batch (owner, input file, metadata) is
 //!   `<prefix>batches/<job id>.json`, listed newest first through empty markers
 //!   `<prefix>batch-index/<inverted creation time>-<job id>`; if anything fails once the job
-//!   exists, the job is stopped and the marker, record and Bedrock input are removed.
+//!   exists, the job is stopped and the marker, record and Bedrock input are removed. A copy of
+//!   the input file (`batch-input/<token>.source.jsonl`, server-side) is what the results are
+//!   later read against, so deleting the file or its expiry does not lose them.
 //! - `GET /v1/batches/{id}`: GetModelInvocationJob mapped to OpenAI's status, with counts from
 //!   `manifest.json.out`. The first read of a finished job translates Bedrock's output records
 //!   into OpenAI output lines, stored as two real files (output and errors, expiring after
@@ -305,6 +307,20 @@ async fn create(
         .with_code("too_few_requests"));
     }
     writer.finish().await?;
+    // The results are read against the input file: a copy keeps them readable however soon the
+    // caller deletes the file or it expires.
+    let source_key = store.key(&format!("batch-input/{token}.source.jsonl"));
+    let copied = store.copy(&file_key, &source_key).await;
+    if !matches!(copied, Ok(true)) {
+        if let Err(cleanup) = store.delete(&input_key).await {
+            tracing::warn!(error = %cleanup, "could not delete the input of a batch whose file went away");
+        }
+        return Err(copied.err().unwrap_or_else(|| {
+            ApiError::not_found(format!("No such File object: {}", request.input_file_id))
+                .with_param("input_file_id")
+                .with_code("file_not_found")
+        }));
+    }
 
     let job_name = format!("bgw-{token}");
     let input_uri = store.uri(&format!("batch-input/{token}.jsonl"));
@@ -329,8 +345,10 @@ async fn create(
     let arn = match created {
         Ok(created) => created.job_arn,
         Err(e) => {
-            if let Err(cleanup) = store.delete(&input_key).await {
-                tracing::warn!(error = %cleanup, "could not delete the input of a batch Bedrock refused");
+            for key in [&input_key, &source_key] {
+                if let Err(cleanup) = store.delete(key).await {
+                    tracing::warn!(error = %cleanup, "could not delete the input of a batch Bedrock refused");
+                }
             }
             return Err(e);
         }
@@ -354,6 +372,7 @@ async fn create(
         created_at: unix_now(),
         requests: requests as u64,
         input_key,
+        source_key: Some(source_key.clone()),
         cancelling_at: None,
         results: None,
     };
@@ -376,7 +395,7 @@ async fn create(
             if let Err(stop) = stop_job(app, &account, &model, &arn).await {
                 tracing::error!(job = %arn, error = %stop, "could not stop a batch job after a failure");
             }
-            for key in [&index, &record_key(&store, &arn), &record.input_key] {
+            for key in [&index, &record_key(&store, &arn), &record.input_key, &source_key] {
                 if let Err(cleanup) = store.delete(key).await {
                     tracing::warn!(job = %arn, error = %cleanup, "could not remove a stopped batch's object");
                 }
@@ -437,11 +456,14 @@ async fn write_results(
     let Some(model) = model else {
         return Err(ApiError::model_not_found(&record.model));
     };
-    // What reading each answer needs, from the caller's own input file.
-    let input = FileId::parse(&record.input_file_id)?;
+    // What reading each answer needs, from the copy of the caller's input file (or, for a batch
+    // recorded before copies were kept, the file itself).
+    let source = match &record.source_key {
+        Some(key) => key.clone(),
+        None => store.key(&format!("files/{}", FileId::parse(&record.input_file_id)?.token)),
+    };
     let mut contexts: Vec<Option<LineContext>> = Vec::with_capacity(record.requests as usize);
-    let mut lines =
-        Lines::new(object(store, &store.key(&format!("files/{}", input.token)), "batch's input file").await?);
+    let mut lines = Lines::new(object(store, &source, "batch's input file").await?);
     let mut checker = LineChecker::default();
     while let Some((_, raw)) = lines.next().await? {
         let line = checker.check(&raw).map_err(|e| e.to_api_error())?;

@@ -69,6 +69,10 @@ pub struct BatchRecord {
     pub requests: u64,
     /// Key of the Bedrock input object.
     pub input_key: String,
+    /// Key of the gateway's copy of the input file, which the results are read against (so they
+    /// can be written after the file was deleted or expired); records before it had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_key: Option<String>,
     /// `output_expires_after.seconds`: the output and error files expire this long after they
     /// are written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -444,6 +448,7 @@ mod tests {
             owner_teams: vec![],
             owner_service_account: None,
             output_expires_after: None,
+            source_key: None,
             model: "demo/nova-lite".into(),
             endpoint: "/v1/chat/completions".into(),
             input_file_id: "file-x".into(),
