@@ -249,6 +249,11 @@ async fn create(
     body: Incoming,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let request = parse_create_batch(&read_body(app, body).await?)?;
+    let output_expires_after = request
+        .output_expires_after
+        .as_ref()
+        .map(|p| p.checked_seconds("output_expires_after"))
+        .transpose()?;
     let stored = files::find(snapshot, subject, &request.input_file_id)
         .await
         .map_err(|e| e.with_param("input_file_id"))?;
@@ -310,16 +315,16 @@ async fn create(
     // The results are read against the input file: a copy keeps them readable however soon the
     // caller deletes the file or it expires.
     let source_key = store.key(&format!("batch-input/{token}.source.jsonl"));
-    let copied = store.copy(&file_key, &source_key).await;
-    if !matches!(copied, Ok(true)) {
+    let copied = match store.copy(&file_key, &source_key).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(files::missing(&request.input_file_id).with_param("input_file_id")),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = copied {
         if let Err(cleanup) = store.delete(&input_key).await {
             tracing::warn!(error = %cleanup, "could not delete the input of a batch whose file went away");
         }
-        return Err(copied.err().unwrap_or_else(|| {
-            ApiError::not_found(format!("No such File object: {}", request.input_file_id))
-                .with_param("input_file_id")
-                .with_code("file_not_found")
-        }));
+        return Err(e);
     }
 
     let job_name = format!("bgw-{token}");
@@ -359,11 +364,7 @@ async fn create(
         owner: subject.user.clone(),
         owner_teams: subject.teams.clone(),
         owner_service_account: subject.service_account.clone(),
-        output_expires_after: request
-            .output_expires_after
-            .as_ref()
-            .map(|p| p.checked_seconds("output_expires_after"))
-            .transpose()?,
+        output_expires_after,
         model: model.clone(),
         endpoint: request.endpoint.clone(),
         input_file_id: request.input_file_id.clone(),

@@ -164,25 +164,27 @@ pub(crate) struct StoredFile {
     pub key: String,
 }
 
+/// The 404 of a file that does not exist (or that the caller may not see, or that expired).
+pub(crate) fn missing(id: &str) -> ApiError {
+    ApiError::not_found(format!("No such File object: {id}"))
+        .with_param("file_id")
+        .with_code("file_not_found")
+}
+
 /// The caller's file `id`; a 404 for a file it may not see.
 pub(crate) async fn find(snapshot: &Snapshot, subject: &Subject, id: &str) -> Result<StoredFile, ApiError> {
     let file = FileId::parse(id)?;
-    let missing = || {
-        ApiError::not_found(format!("No such File object: {id}"))
-            .with_param("file_id")
-            .with_code("file_not_found")
-    };
     let (_, store) =
-        store_of(snapshot, &file.account).map_err(|e| if e.status == 404 { missing() } else { e })?;
+        store_of(snapshot, &file.account).map_err(|e| if e.status == 404 { missing(id) } else { e })?;
     let key = store.key(&format!("files/{}", file.token));
-    let info = store.head(&key).await?.ok_or_else(missing)?;
+    let info = store.head(&key).await?.ok_or_else(|| missing(id))?;
     if expired(&info, unix_now()) {
         remove_expired(&store, &key).await;
-        return Err(missing());
+        return Err(missing(id));
     }
     let owner = info.metadata.get(meta::OWNER).map(String::as_str).unwrap_or_default();
     if !snapshot.policies.sees_owner(subject, owner) {
-        return Err(missing());
+        return Err(missing(id));
     }
     Ok(StoredFile { file: file_object(id.to_owned(), &info), info, store, key })
 }
@@ -194,11 +196,7 @@ pub(crate) async fn content(
     id: &str,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let StoredFile { file, store, key, .. } = find(snapshot, subject, id).await?;
-    let body = store.get(&key).await?.ok_or_else(|| {
-        ApiError::not_found(format!("No such File object: {id}"))
-            .with_param("file_id")
-            .with_code("file_not_found")
-    })?;
+    let body = store.get(&key).await?.ok_or_else(|| missing(id))?;
     let chunks = stream::unfold(body, |mut body| async move {
         match body.try_next().await {
             Ok(Some(bytes)) => Some((Ok(http_body::Frame::data(bytes)), body)),
@@ -581,14 +579,14 @@ struct ExpiryFields {
 impl ExpiryFields {
     /// The checked `seconds` of the policy, `None` without one; a 400 naming the part at fault.
     fn seconds(&self) -> Result<Option<u64>, ApiError> {
-        let missing = |name: &str| {
+        let required = |name: &str| {
             ApiError::invalid_request(format!("Missing required parameter: `expires_after.{name}`."))
                 .with_param(format!("expires_after.{name}"))
         };
         match (&self.anchor, &self.seconds) {
             (None, None) => Ok(None),
-            (None, Some(_)) => Err(missing("anchor")),
-            (Some(_), None) => Err(missing("seconds")),
+            (None, Some(_)) => Err(required("anchor")),
+            (Some(_), None) => Err(required("seconds")),
             (Some(anchor), Some(seconds)) => {
                 let seconds = seconds.trim().parse().map_err(|_| {
                     invalid(
