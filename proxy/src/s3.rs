@@ -15,14 +15,20 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use bytes::{Bytes, BytesMut};
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
 use crate::credentials::AccountCredentials;
 use crate::error::ApiError;
+
+/// What `x-amz-copy-source` leaves unencoded in a key: `/` separates its segments.
+const COPY_SOURCE: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// One account's batch location.
 #[derive(Clone, Debug)]
@@ -134,6 +140,26 @@ impl Store {
             // 412: it exists; 409: a concurrent conditional write of the same key won.
             Err(e) if e.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) => Ok(false),
             Err(e) => Err(self.error("PutObject", &e)),
+        }
+    }
+
+    /// Copies `from` to `to` inside the bucket (server-side, no bytes through the gateway; S3
+    /// copies up to 5 GB this way), without `from`'s metadata; `false` when `from` is gone.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<bool, ApiError> {
+        let source = format!("{}/{}", self.bucket, utf8_percent_encode(from, COPY_SOURCE));
+        let copied = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to)
+            .copy_source(source)
+            .metadata_directive(MetadataDirective::Replace)
+            .send()
+            .await;
+        match copied {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) => Err(self.error("CopyObject", &e)),
         }
     }
 

@@ -192,6 +192,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bo
     let (parts, body) = req.into_parts();
     let mut resp = if parts.method == Method::POST && parts.uri.path() == "/_sim/credentials" {
         register_credentials(&state, body).await
+    } else if parts.method == Method::POST && parts.uri.path() == "/_sim/batch-faults" {
+        arm_batch_fault(&state, body).await
     } else if parts.uri.path().starts_with("/_sim/") {
         control(&state, &parts.method, parts.uri.path())
     } else {
@@ -252,6 +254,18 @@ async fn register_credentials(state: &State, body: Incoming) -> Response<Body> {
     }
 }
 
+/// `POST /_sim/batch-faults`: fail the next calls of a batch operation (see `batch::faults`).
+async fn arm_batch_fault(state: &State, body: Incoming) -> Response<Body> {
+    let armed = match Limited::new(body, 64 * 1024).collect().await {
+        Ok(body) => state.batch.arm_fault(&body.to_bytes()),
+        Err(e) => Err(AwsError::validation(format!("Unable to read the request body: {e}"))),
+    };
+    match armed {
+        Ok(()) => response(StatusCode::NO_CONTENT, "text/plain", Bytes::new()),
+        Err(e) => error_response(&e),
+    }
+}
+
 fn control(state: &State, method: &Method, path: &str) -> Response<Body> {
     match (method, path) {
         (&Method::GET, "/_sim/health") => response(StatusCode::OK, "text/plain", "ok"),
@@ -265,6 +279,10 @@ fn control(state: &State, method: &Method, path: &str) -> Response<Body> {
         }
         (&Method::DELETE, "/_sim/requests") => {
             state.recorder.clear();
+            response(StatusCode::NO_CONTENT, "text/plain", Bytes::new())
+        }
+        (&Method::DELETE, "/_sim/batch-faults") => {
+            state.batch.clear_faults();
             response(StatusCode::NO_CONTENT, "text/plain", Bytes::new())
         }
         _ => error_response(&AwsError::unknown_operation()),

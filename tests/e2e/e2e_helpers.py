@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 from urllib.parse import unquote
 
@@ -90,3 +91,9 @@ def metric_value(text: str, name: str, **labels: str) -> float:
         if all(got.get(k) == v for k, v in labels.items()):
             total += float(m.group(3))
     return total
+
+
+def fresh_minute() -> None:
+    """Minute windows must not roll over in the middle of a test."""
+    if time.time() % 60 > 50:
+        time.sleep(61 - time.time() % 60)

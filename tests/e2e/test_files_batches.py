@@ -36,9 +36,12 @@ from conftest import (
     write_manifests,
 )
 from contracts import OpenAIContract, OPENAPI_PATH
+from e2e_helpers import fresh_minute
 
 BUCKET = "bgw-batch-e2e"
 AUDITOR_KEY = "sk-bgw-batch-auditor"
+LIMITED_KEY = "sk-bgw-batch-limited"
+LIMITED_TPM = 10
 CHAT = "demo/nova-lite"
 EMBED = "demo/titan-embed-v2"
 URL_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -112,6 +115,29 @@ spec:
   subjects:
     - user: auditor@example.com
   models: ["batch-owner:*"]
+---
+# A caller with a small token limit: its batches count against it like its chat calls.
+apiVersion: v1
+kind: Secret
+metadata:
+  name: batch-limited-key
+  namespace: ai-gateway
+type: bedrockgateway.io/api-key
+stringData:
+  key: {LIMITED_KEY}
+  user: batch-limited@example.com
+---
+apiVersion: bedrockgateway.io/v1alpha1
+kind: AccessPolicy
+metadata:
+  name: batch-limited
+  namespace: ai-gateway
+spec:
+  subjects:
+    - user: batch-limited@example.com
+  models: ["{CHAT}"]
+  limits:
+    tokensPerMinute: {LIMITED_TPM}
 """
     )
     gw = start_gateway_proc(manifests, logdir, name="bedrock-gateway-proxy-batch", extra_args=["--batch-min-records", "2"])
@@ -237,8 +263,13 @@ def test_a_large_file_goes_up_in_parts(client_for):
             "Line 1: The model `demo/nope` does not exist or is not served by this gateway.",
         ),
         ([], "The file holds no requests; a batch file has one JSON request per line."),
+        (
+            [{"custom_id": "img", "method": "POST", "url": "/v1/images/generations", "body": {"model": "demo/nova-canvas", "prompt": "a cat"}}],
+            "Line 1: `url` is `/v1/images/generations`: Bedrock batch inference does not run image generation models, "
+            "so image requests cannot be batched; send them to the endpoint one at a time",
+        ),
     ],
-    ids=["bad-json", "two-models", "duplicate-id", "method", "unknown-model", "empty"],
+    ids=["bad-json", "two-models", "duplicate-id", "method", "unknown-model", "empty", "image-endpoint"],
 )
 def test_bad_batch_files_are_refused_naming_the_line(client_for, s3, lines, message):
     client = client_for(QUICKSTART_KEY)
@@ -445,6 +476,17 @@ def batch_cost(gateway: Gateway) -> float:
     )
 
 
+def forget_results(s3, batch_id: str) -> None:
+    """Drops the results from the gateway's record of a batch, as a replica that has not seen
+    them (or a concurrent first retrieve) would find it."""
+    suffix = batch_id.removeprefix("batch_")
+    arn = base64.b32decode(suffix + "=" * (-len(suffix) % 8), casefold=True).decode()
+    key = f"gateway/batches/{arn.rsplit('/', 1)[1]}.json"
+    record = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert record.pop("results"), record
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(record).encode())
+
+
 def test_a_batch_is_billed_once_however_many_first_retrieves(client_for, gateway, s3):
     client = client_for(QUICKSTART_KEY)
     file = upload(client, [chat_line(f"bill-{i}", f"bill me {i}") for i in range(3)])
@@ -456,12 +498,7 @@ def test_a_batch_is_billed_once_however_many_first_retrieves(client_for, gateway
     assert billed > before, "the first retrieve of the finished batch records its cost"
 
     # Another replica (or a concurrent first retrieve) that has not seen the results writes them again.
-    suffix = batch.id.removeprefix("batch_")
-    arn = base64.b32decode(suffix + "=" * (-len(suffix) % 8), casefold=True).decode()
-    key = f"gateway/batches/{arn.rsplit('/', 1)[1]}.json"
-    record = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
-    assert record.pop("results"), record
-    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(record).encode())
+    forget_results(s3, batch.id)
     again = client.batches.retrieve(batch.id)
     assert again.output_file_id == done.output_file_id
     assert batch_cost(gateway) == billed, "billed once"
@@ -483,3 +520,302 @@ def test_files_and_batches_requests_are_counted_by_endpoint_and_status(gateway, 
         client.batches.retrieve("batch_nosuchbatch")
     after = {key: count(*key) for key in before}
     assert {key: after[key] - before[key] for key in before} == {key: 1.0 for key in before}
+
+
+def gateway_batch_objects(s3) -> set[str]:
+    """The keys the gateway writes for batches: index markers, records and Bedrock inputs."""
+    return {
+        o["Key"]
+        for prefix in ("gateway/batch-index/", "gateway/batches/", "gateway/batch-input/")
+        for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    }
+
+
+def test_a_failure_after_the_job_exists_stops_it_and_leaves_no_batch(client_for, sim, s3):
+    client = client_for(QUICKSTART_KEY)
+    file = upload(client, [chat_line(f"stop-{i}", f"stop me {i}") for i in range(3)])
+    listed_before = {b.id for b in client.batches.list(limit=100).data}
+    objects_before = gateway_batch_objects(s3)
+    sim.clear()
+    # The job is created; the gateway's next step (reading the job back) fails once.
+    fault = {"operation": "GetModelInvocationJob", "error": "InternalServerException"}
+    assert httpx.post(f"{sim.url}/_sim/batch-faults", json=fault).status_code == 204
+    try:
+        with pytest.raises(openai.InternalServerError) as e:
+            client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    finally:
+        assert httpx.delete(f"{sim.url}/_sim/batch-faults").status_code == 204
+    assert e.value.status_code == 502
+    assert error_of(e.value) == {
+        "message": "Bedrock failed the request for model `demo/nova-lite` (HTTP 500, InternalServerException): "
+        "The server encountered an internal error while processing the request.",
+        "type": "server_error",
+        "param": None,
+        "code": "upstream_error",
+    }
+
+    calls = [(r["method"], r["path"]) for r in sim.requests() if r["path"].startswith("/model-invocation-job")]
+    assert [c for c in calls if c[1] == "/model-invocation-job"] == [("POST", "/model-invocation-job")]
+    [(_, got)] = [c for c in calls if c[0] == "GET"]
+    [(_, stopped)] = [c for c in calls if c[1].endswith("/stop")]
+    assert stopped == f"{got}/stop", "StopModelInvocationJob names the job that was created"
+
+    assert {b.id for b in client.batches.list(limit=100).data} == listed_before, "no batch is left listed"
+    assert gateway_batch_objects(s3) == objects_before, "no marker, record or Bedrock input is left"
+
+
+def test_a_batch_counts_once_against_its_owners_limits(client_for, s3):
+    fresh_minute()
+    client = client_for(LIMITED_KEY)
+    file = upload(client, [chat_line(f"limit-{i}", f"count me {i}") for i in range(3)])
+    batch = client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    done, seen = wait(client, batch.id, {"completed", "failed"})
+    assert done.status == "completed", (seen, done.errors)
+    used = done.usage.total_tokens
+    assert used > LIMITED_TPM, done.usage
+
+    # The batch's tokens now count against the owner's tokens per minute: chat is refused...
+    with pytest.raises(openai.RateLimitError) as chat:
+        client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
+    refused = error_of(chat.value)
+    prefix = (
+        f"Rate limit reached for {CHAT} on tokens per minute (TPM) under the access policy "
+        f"ai-gateway/batch-limited: Limit {LIMITED_TPM}, Used {used}. Please try again in "
+    )
+    assert refused["message"].startswith(prefix), refused
+    assert (refused["type"], refused["code"]) == ("tokens", "rate_limit_exceeded")
+    # ... and so is a new batch, with the same 429.
+    with pytest.raises(openai.RateLimitError) as again:
+        client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert again.value.response.headers["retry-after"]
+    batch_refused = error_of(again.value)
+    assert batch_refused["message"].startswith(prefix), batch_refused
+    assert {k: v for k, v in batch_refused.items() if k != "message"} == {
+        k: v for k, v in refused.items() if k != "message"
+    }
+
+    # Written again by a replica that had not seen the results: charged once all the same.
+    forget_results(s3, batch.id)
+    client.batches.retrieve(batch.id)
+    with pytest.raises(openai.RateLimitError) as still:
+        client.chat.completions.create(model=CHAT, messages=[{"role": "user", "content": "hi"}])
+    assert error_of(still.value)["message"].startswith(prefix), "charged once"
+
+
+# -------------------------------------------------------------------- expiry
+def file_key(file_id: str) -> str:
+    """The S3 key of a file: its id is `file-` + base32 of `<account>/<token>`."""
+    suffix = file_id.removeprefix("file-")
+    token = base64.b32decode(suffix + "=" * (-len(suffix) % 8), casefold=True).decode().split("/", 1)[1]
+    return f"gateway/files/{token}"
+
+
+def expire(s3, file_id: str) -> None:
+    """Moves a file's expiry into the past, as time passing would (the policy's minimum is an hour)."""
+    key = file_key(file_id)
+    metadata = s3.head_object(Bucket=BUCKET, Key=key)["Metadata"]
+    metadata["expires-at"] = str(int(time.time()) - 1)
+    s3.copy_object(
+        Bucket=BUCKET, Key=key, CopySource={"Bucket": BUCKET, "Key": key}, Metadata=metadata, MetadataDirective="REPLACE"
+    )
+
+
+def stored(s3, file_id: str) -> bool:
+    return s3.list_objects_v2(Bucket=BUCKET, Prefix=file_key(file_id)).get("KeyCount", 0) == 1
+
+
+def test_a_file_with_an_expiration_policy_reports_when_it_expires(client_for):
+    client = client_for(QUICKSTART_KEY)
+    policy = {"anchor": "created_at", "seconds": 3600}
+    created = client.files.create(
+        file=("expiring.jsonl", jsonl([chat_line("a", "x")]), "application/jsonl"), purpose="batch", expires_after=policy
+    )
+    assert created.expires_at == created.created_at + 3600
+    assert client.files.retrieve(created.id).expires_at == created.expires_at
+    [listed] = [f for f in client.files.list().data if f.id == created.id]
+    assert listed.expires_at == created.expires_at
+    assert upload(client, [chat_line("a", "x")]).expires_at is None, "no policy, no expiry"
+
+
+def test_an_expired_file_behaves_as_deleted_and_is_removed_when_touched(client_for, s3):
+    client = client_for(QUICKSTART_KEY)
+    policy = {"anchor": "created_at", "seconds": 3600}
+    lines = [chat_line("a", "x"), chat_line("b", "y")]
+    files = [
+        client.files.create(file=(f"f{i}.jsonl", jsonl(lines), "application/jsonl"), purpose="batch", expires_after=policy)
+        for i in range(4)
+    ]
+    for f in files:
+        expire(s3, f.id)
+    retrieved, content, batched, listed = files
+    for call, file in ((client.files.retrieve, retrieved), (client.files.content, content), (client.files.delete, retrieved)):
+        with pytest.raises(openai.NotFoundError) as e:
+            call(file.id)
+        assert error_of(e.value) == {
+            "message": f"No such File object: {file.id}",
+            "type": "invalid_request_error",
+            "param": "file_id",
+            "code": "file_not_found",
+        }
+    with pytest.raises(openai.NotFoundError) as e:
+        client.batches.create(input_file_id=batched.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert error_of(e.value)["param"] == "input_file_id"
+    assert [stored(s3, f.id) for f in files] == [False, False, False, True], "removed when touched"
+    assert listed.id not in [f.id for f in client.files.list().data]
+    assert not stored(s3, listed.id), "a listing sweeps the expired files it comes across"
+
+
+@pytest.mark.parametrize(
+    "policy, param, message",
+    [
+        (
+            {"anchor": "created_at", "seconds": 60},
+            "expires_after.seconds",
+            "Invalid value for `expires_after.seconds`: 60; use 3600 (1 hour) to 2592000 (30 days).",
+        ),
+        (
+            {"anchor": "created_at", "seconds": 2592001},
+            "expires_after.seconds",
+            "Invalid value for `expires_after.seconds`: 2592001; use 3600 (1 hour) to 2592000 (30 days).",
+        ),
+        (
+            {"anchor": "last_active_at", "seconds": 3600},
+            "expires_after.anchor",
+            "Invalid value for `expires_after.anchor`: `last_active_at`; the supported anchor is `created_at`.",
+        ),
+        (
+            {"anchor": "created_at", "seconds": "soon"},
+            "expires_after.seconds",
+            "Invalid value for `expires_after.seconds`: `soon`; it is a whole number of seconds.",
+        ),
+        ({"seconds": 3600}, "expires_after.anchor", "Missing required parameter: `expires_after.anchor`."),
+    ],
+    ids=["too-short", "too-long", "anchor", "not-a-number", "no-anchor"],
+)
+def test_bad_expiration_policies_are_400s_naming_the_field(client_for, s3, policy, param, message):
+    client = client_for(QUICKSTART_KEY)
+    before = s3.list_objects_v2(Bucket=BUCKET, Prefix="gateway/files/").get("KeyCount", 0)
+    with pytest.raises(openai.BadRequestError) as e:
+        client.files.create(
+            file=("a.jsonl", jsonl([chat_line("a", "x")]), "application/jsonl"), purpose="batch", expires_after=policy
+        )
+    assert error_of(e.value) == {"message": message, "type": "invalid_request_error", "param": param, "code": None}
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="gateway/files/").get("KeyCount", 0) == before
+
+
+def test_an_expiration_policy_after_the_file_part_is_refused(gateway, s3):
+    boundary = "bgw-e2e-boundary"
+    parts = [
+        ('name="purpose"', b"batch"),
+        ('name="file"; filename="late.jsonl"\r\nContent-Type: application/jsonl', jsonl([chat_line("a", "x")])),
+        ('name="expires_after[anchor]"', b"created_at"),
+        ('name="expires_after[seconds]"', b"3600"),
+    ]
+    body = b"".join(
+        f"--{boundary}\r\nContent-Disposition: form-data; {head}\r\n\r\n".encode() + value + b"\r\n" for head, value in parts
+    ) + f"--{boundary}--\r\n".encode()
+    before = s3.list_objects_v2(Bucket=BUCKET, Prefix="gateway/files/").get("KeyCount", 0)
+    r = httpx.post(
+        f"{gateway.url}/v1/files",
+        content=body,
+        headers={"Authorization": f"Bearer {QUICKSTART_KEY}", "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == {
+        "message": "Send `expires_after[anchor]` before the `file` part: the gateway stores the file as it arrives.",
+        "type": "invalid_request_error",
+        "param": "expires_after",
+        "code": None,
+    }
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="gateway/files/").get("KeyCount", 0) == before
+
+
+def test_output_expires_after_applies_to_the_batch_output_files(client_for):
+    client = client_for(QUICKSTART_KEY)
+    lines = [chat_line("ok-1", "fine"), chat_line("bad", "[[sim:error=ThrottlingException]] no"), chat_line("ok-2", "ok")]
+    batch = client.batches.create(
+        input_file_id=upload(client, lines).id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        output_expires_after={"anchor": "created_at", "seconds": 7200},
+    )
+    done, seen = wait(client, batch.id, {"completed", "failed"})
+    assert done.status == "completed", (seen, done.errors)
+    for file_id in (done.output_file_id, done.error_file_id):
+        f = client.files.retrieve(file_id)
+        assert f.expires_at == f.created_at + 7200, f
+    with pytest.raises(openai.BadRequestError) as e:
+        client.batches.create(
+            input_file_id=batch.input_file_id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            output_expires_after={"anchor": "created_at", "seconds": 10},
+        )
+    assert error_of(e.value) == {
+        "message": "Invalid value for `output_expires_after.seconds`: 10; use 3600 (1 hour) to 2592000 (30 days).",
+        "type": "invalid_request_error",
+        "param": "output_expires_after.seconds",
+        "code": None,
+    }
+
+
+def test_image_batches_are_refused_saying_bedrock_cannot_run_them(client_for):
+    client = client_for(QUICKSTART_KEY)
+    file = upload(client, [chat_line("a", "x"), chat_line("b", "y")])
+    with pytest.raises(openai.BadRequestError) as e:
+        client.batches.create(input_file_id=file.id, endpoint="/v1/images/generations", completion_window="24h")
+    assert error_of(e.value) == {
+        "message": "Invalid value for `endpoint`: `/v1/images/generations`: Bedrock batch inference does not run image "
+        "generation models, so image requests cannot be batched; send them to the endpoint one at a time.",
+        "type": "invalid_request_error",
+        "param": "endpoint",
+        "code": None,
+    }
+
+
+def test_http_image_urls_in_batch_lines_are_refused_naming_the_line(client_for, sim):
+    client = client_for(QUICKSTART_KEY)
+    remote = chat_line("remote", "x")
+    remote["body"]["messages"] = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+            ],
+        }
+    ]
+    file = upload(client, [chat_line("a", "x"), remote, chat_line("c", "z")])
+    sim.clear()
+    with pytest.raises(openai.BadRequestError) as e:
+        client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+    err = error_of(e.value)
+    assert (err["param"], err["message"]) == (
+        "input_file_id",
+        "Line 2: `messages[0].content[1].image_url.url` is an http(s) image URL; batch requests take images as base64 "
+        "`data:` URLs only (the gateway does not download images while it creates a batch, and Bedrock batch jobs "
+        "fetch nothing).",
+    )
+    assert not [r for r in sim.requests() if r["path"].startswith("/model-invocation-job")], "no job was created"
+
+
+def test_a_batch_outlives_its_deleted_or_expired_input_file(client_for, s3):
+    client = client_for(QUICKSTART_KEY)
+    policy = {"anchor": "created_at", "seconds": 3600}
+    batches = []
+    for gone in ("deleted", "expired"):
+        lines = [chat_line(f"{gone}-{i}", f"{gone} {i}") for i in range(3)]
+        file = client.files.create(file=("in.jsonl", jsonl(lines), "application/jsonl"), purpose="batch", expires_after=policy)
+        batch = client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
+        if gone == "deleted":
+            client.files.delete(file.id)
+        else:
+            expire(s3, file.id)
+            assert file.id not in [f.id for f in client.files.list().data]
+        assert not stored(s3, file.id)
+        batches.append((batch, lines))
+    for batch, lines in batches:
+        done, seen = wait(client, batch.id, {"completed", "failed"})
+        assert done.status == "completed", (seen, done.errors)
+        out = lines_of(client.files.content(done.output_file_id).text)
+        assert sorted(line["custom_id"] for line in out) == sorted(line["custom_id"] for line in lines)

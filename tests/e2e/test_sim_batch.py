@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import botocore.session
+import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -407,3 +408,32 @@ def test_a_job_past_its_timeout_expires(private_bedrock, s3, bucket):
     assert job["message"] == "The job did not finish within its timeout of 24 hours."
     assert job["endTime"] >= job["jobExpirationTime"]
     assert 0 < manifest(s3, bucket, job_id)["processedRecordCount"] < 20
+
+
+def test_batch_faults_fail_the_next_calls_of_one_operation(private_sim, private_bedrock, bucket):
+    b = private_bedrock
+    arn = create(b, bucket, f"s3://{bucket}/in.jsonl")
+    missing = arn[:-12] + "zzzzzzzzzzzz"
+    control = httpx.Client(base_url=private_sim.url, timeout=10)
+    fault = {"operation": "StopModelInvocationJob", "error": "ThrottlingException", "times": 2}
+    assert control.post("/_sim/batch-faults", json=fault).status_code == 204
+    try:
+        for _ in range(2):
+            assert error_of(b.stop_model_invocation_job, jobIdentifier=missing) == (
+                429,
+                "ThrottlingException",
+                "Too many requests, please wait before trying again.",
+            )
+        assert b.get_model_invocation_job(jobIdentifier=arn)["jobArn"] == arn, "only Stop is faulted"
+        not_found = (404, "ResourceNotFoundException", f"The model invocation job {missing} was not found.")
+        assert error_of(b.stop_model_invocation_job, jobIdentifier=missing) == not_found, "spent after 2"
+
+        assert control.post("/_sim/batch-faults", json={**fault, "times": 5}).status_code == 204
+        assert control.delete("/_sim/batch-faults").status_code == 204
+        assert error_of(b.stop_model_invocation_job, jobIdentifier=missing) == not_found, "disarmed"
+
+        bad = control.post("/_sim/batch-faults", json={"operation": "ListModelInvocationJobs", "error": "ConflictException"})
+        assert bad.status_code == 400 and bad.headers["x-amzn-ErrorType"] == "ValidationException"
+        assert bad.json()["message"].startswith("bedrock-sim: ListModelInvocationJobs does not answer 'ConflictException'")
+    finally:
+        control.delete("/_sim/batch-faults")

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import QUICKSTART_KEY, _sync_http_client, free_port, start_gateway_proc, write_manifests
 from contracts import SIM_ACCESS_KEY_ID, SIM_SECRET_ACCESS_KEY
-from e2e_helpers import error_body
+from e2e_helpers import error_body, fresh_minute
 
 LIMITED_KEY = "sk-bgw-e2e-limited"
 HELLO = [{"role": "user", "content": "Hello there"}]
@@ -104,12 +104,6 @@ def wait_for_usage_line(gw, request_id: str) -> dict:
                 return line
         time.sleep(0.05)
     pytest.fail(f"no usage line for {request_id} in:\n{gw.proc.stderr()[-4000:]}")
-
-
-def fresh_minute() -> None:
-    """Minute windows must not roll over in the middle of a test."""
-    if time.time() % 60 > 50:
-        time.sleep(61 - time.time() % 60)
 
 
 def test_cost_header_and_usage_log_line(replicas):

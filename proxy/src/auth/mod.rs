@@ -34,8 +34,8 @@ pub struct Subject {
     pub service_account: Option<ServiceAccount>,
 }
 
-/// A Kubernetes service account.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A Kubernetes service account (kept with a batch, to charge its usage to the same limits).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceAccount {
     /// Namespace.
     pub namespace: String,

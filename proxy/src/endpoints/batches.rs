@@ -7,11 +7,15 @@
 //!   `<prefix>batch-output/`). The gateway's record of the batch (owner, input file, metadata) is
 //!   `<prefix>batches/<job id>.json`, listed newest first through empty markers
 //!   `<prefix>batch-index/<inverted creation time>-<job id>`; if anything fails once the job
-//!   exists, the job is stopped.
+//!   exists, the job is stopped and the marker, record and Bedrock input are removed. A copy of
+//!   the input file (`batch-input/<token>.source.jsonl`, server-side) is what the results are
+//!   later read against, so deleting the file or its expiry does not lose them.
 //! - `GET /v1/batches/{id}`: GetModelInvocationJob mapped to OpenAI's status, with counts from
 //!   `manifest.json.out`. The first read of a finished job translates Bedrock's output records
-//!   into OpenAI output lines, stored as two real files (output and errors), prices the usage
-//!   at the model's batch price, and notes both in the record.
+//!   into OpenAI output lines, stored as two real files (output and errors, expiring after
+//!   `output_expires_after` when the batch has one), prices the usage at the model's batch price,
+//!   charges it to the limits the owner's own calls of the model count against (once, whoever
+//!   writes the results), and notes both in the record.
 //! - `POST /v1/batches/{id}/cancel`: StopModelInvocationJob. `GET /v1/batches`: newest first,
 //!   `limit` and `after`. `GET /v1/batches/{id}/output`: the output file's content.
 //!
@@ -40,7 +44,6 @@ use crate::bedrock::batch::{
 };
 use crate::body::ResponseBody;
 use crate::error::ApiError;
-use crate::limits::Admission;
 use crate::openai::batches::{Batch, BatchList, LineChecker, batch_id, job_arn, parse_create_batch};
 use crate::openai::files::{FileId, Purpose};
 use crate::openai::parse::invalid;
@@ -128,8 +131,7 @@ async fn find(snapshot: &Snapshot, subject: &Subject, id: &str) -> Result<Found,
     let names = batch_accounts(snapshot);
     for name in names {
         let (account, store) = store_of(snapshot, name)?;
-        let Some(bytes) = store.get_bytes(&store.key(&format!("batches/{}.json", job_id(&arn)))).await?
-        else {
+        let Some(bytes) = store.get_bytes(&record_key(&store, &arn)).await? else {
             continue;
         };
         let record: BatchRecord = serde_json::from_slice(&bytes).map_err(|_| {
@@ -247,6 +249,11 @@ async fn create(
     body: Incoming,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let request = parse_create_batch(&read_body(app, body).await?)?;
+    let output_expires_after = request
+        .output_expires_after
+        .as_ref()
+        .map(|p| p.checked_seconds("output_expires_after"))
+        .transpose()?;
     let stored = files::find(snapshot, subject, &request.input_file_id)
         .await
         .map_err(|e| e.with_param("input_file_id"))?;
@@ -305,6 +312,20 @@ async fn create(
         .with_code("too_few_requests"));
     }
     writer.finish().await?;
+    // The results are read against the input file: a copy keeps them readable however soon the
+    // caller deletes the file or it expires.
+    let source_key = store.key(&format!("batch-input/{token}.source.jsonl"));
+    let copied = match store.copy(&file_key, &source_key).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(files::missing(&request.input_file_id).with_param("input_file_id")),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = copied {
+        if let Err(cleanup) = store.delete(&input_key).await {
+            tracing::warn!(error = %cleanup, "could not delete the input of a batch whose file went away");
+        }
+        return Err(e);
+    }
 
     let job_name = format!("bgw-{token}");
     let input_uri = store.uri(&format!("batch-input/{token}.jsonl"));
@@ -329,8 +350,10 @@ async fn create(
     let arn = match created {
         Ok(created) => created.job_arn,
         Err(e) => {
-            if let Err(cleanup) = store.delete(&input_key).await {
-                tracing::warn!(error = %cleanup, "could not delete the input of a batch Bedrock refused");
+            for key in [&input_key, &source_key] {
+                if let Err(cleanup) = store.delete(key).await {
+                    tracing::warn!(error = %cleanup, "could not delete the input of a batch Bedrock refused");
+                }
             }
             return Err(e);
         }
@@ -340,6 +363,8 @@ async fn create(
         account: account.account.name.clone(),
         owner: subject.user.clone(),
         owner_teams: subject.teams.clone(),
+        owner_service_account: subject.service_account.clone(),
+        output_expires_after,
         model: model.clone(),
         endpoint: request.endpoint.clone(),
         input_file_id: request.input_file_id.clone(),
@@ -348,18 +373,16 @@ async fn create(
         created_at: unix_now(),
         requests: requests as u64,
         input_key,
+        source_key: Some(source_key.clone()),
         cancelling_at: None,
         results: None,
     };
     let id = batch_id(&arn);
+    // An immutable marker whose key sorts the newest batch first (records are rewritten).
+    let index =
+        store.key(&format!("batch-index/{}-{}", token.split('-').next().unwrap_or_default(), job_id(&arn)));
     let finished = async {
         save(&store, &record).await?;
-        // An immutable marker whose key sorts the newest batch first (records are rewritten).
-        let index = store.key(&format!(
-            "batch-index/{}-{}",
-            token.split('-').next().unwrap_or_default(),
-            job_id(&arn)
-        ));
         store.put(&index, Bytes::new(), HashMap::new()).await?;
         let job = get_job(app, &account, &model, &arn).await?;
         Ok::<_, ApiError>(batch_object(id.clone(), &record, &job, None))
@@ -368,18 +391,29 @@ async fn create(
     match finished {
         Ok(batch) => Ok(json(&batch)),
         Err(e) => {
-            // No billed orphan: a job the caller cannot see is stopped.
+            // The caller got an error, so no batch exists for it: the job is stopped (no billed
+            // orphan) and the gateway's traces of it go, marker first so no listing shows it.
             if let Err(stop) = stop_job(app, &account, &model, &arn).await {
                 tracing::error!(job = %arn, error = %stop, "could not stop a batch job after a failure");
+            }
+            for key in [&index, &record_key(&store, &arn), &record.input_key, &source_key] {
+                if let Err(cleanup) = store.delete(key).await {
+                    tracing::warn!(job = %arn, error = %cleanup, "could not remove a stopped batch's object");
+                }
             }
             Err(e)
         }
     }
 }
 
+/// Key of the gateway's record of the job `arn`.
+fn record_key(store: &Store, arn: &str) -> String {
+    store.key(&format!("batches/{}.json", job_id(arn)))
+}
+
 /// Writes the record of a batch.
 async fn save(store: &Store, record: &BatchRecord) -> Result<(), ApiError> {
-    let key = store.key(&format!("batches/{}.json", job_id(&record.job_arn)));
+    let key = record_key(store, &record.job_arn);
     store.put(&key, Bytes::from(serde_json::to_vec(record).expect("record serializes")), HashMap::new()).await
 }
 
@@ -423,11 +457,14 @@ async fn write_results(
     let Some(model) = model else {
         return Err(ApiError::model_not_found(&record.model));
     };
-    // What reading each answer needs, from the caller's own input file.
-    let input = FileId::parse(&record.input_file_id)?;
+    // What reading each answer needs, from the copy of the caller's input file (or, for a batch
+    // recorded before copies were kept, the file itself).
+    let source = match &record.source_key {
+        Some(key) => key.clone(),
+        None => store.key(&format!("files/{}", FileId::parse(&record.input_file_id)?.token)),
+    };
     let mut contexts: Vec<Option<LineContext>> = Vec::with_capacity(record.requests as usize);
-    let mut lines =
-        Lines::new(object(store, &store.key(&format!("files/{}", input.token)), "batch's input file").await?);
+    let mut lines = Lines::new(object(store, &source, "batch's input file").await?);
     let mut checker = LineChecker::default();
     while let Some((_, raw)) = lines.next().await? {
         let line = checker.check(&raw).map_err(|e| e.to_api_error())?;
@@ -440,7 +477,7 @@ async fn write_results(
     let out_meta = OutputMeta { job_id: jid.clone(), model: record.model.clone(), created: end };
     let file = |suffix: &str, name: &str| {
         let token = format!("{:016x}-{jid}-{suffix}", u64::MAX - end.saturating_mul(1000));
-        let metadata = HashMap::from([
+        let mut metadata = HashMap::from([
             (meta::OWNER.to_owned(), record.owner.clone()),
             (
                 meta::FILENAME.to_owned(),
@@ -451,6 +488,10 @@ async fn write_results(
             (meta::MODEL.to_owned(), record.model.clone()),
             (meta::ENDPOINT.to_owned(), record.endpoint.clone()),
         ]);
+        // `output_expires_after` counts from the files' creation, the job's end.
+        if let Some(seconds) = record.output_expires_after {
+            metadata.insert(meta::EXPIRES.to_owned(), (end + seconds).to_string());
+        }
         let fid = FileId { account: record.account.clone(), token: token.clone() }.encode();
         (fid, Writer::new(store.clone(), store.key(&format!("files/{token}")), metadata))
     };
@@ -501,8 +542,14 @@ async fn write_results(
         err_writer.abort().await;
         None
     };
-    let owner = Subject::user(record.owner.clone(), record.owner_teams.clone());
-    let admission = Admission::unlimited();
+    let owner = Subject {
+        user: record.owner.clone(),
+        teams: record.owner_teams.clone(),
+        service_account: record.owner_service_account.clone(),
+    };
+    // Charged to the limits the owner's synchronous calls of the model count against, at the
+    // batch price (`batch: true`).
+    let admission = app.usage.charge_to(&owner, &snapshot.policies, &record.model);
     let usage = Record {
         tokens,
         batch: true,
@@ -608,8 +655,8 @@ async fn list(
             for listed in page {
                 let Some(marker) = listed.key.rsplit('/').next().map(str::to_owned) else { continue };
                 let Some((_, job)) = marker.split_once('-') else { continue };
-                let record_key = store.key(&format!("batches/{job}.json"));
-                keys.push((marker, record_key, account.clone(), store.clone()));
+                let key = record_key(&store, job);
+                keys.push((marker, key, account.clone(), store.clone()));
             }
             if !truncated || start.is_none() {
                 break;

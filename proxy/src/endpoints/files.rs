@@ -10,6 +10,11 @@
 //!   `GET /v1/files/{id}/content`, `DELETE /v1/files/{id}`: the caller's own files only, unless
 //!   an AccessPolicy grants more (`batch-owner:`, see [`crate::policy`]); another caller's file is
 //!   a 404, as if it did not exist.
+//! - Expiry: `expires_after` (`anchor: created_at`, `seconds`) on upload, or a batch's
+//!   `output_expires_after` for its output files, is kept as metadata and reported as
+//!   `expires_at`. An expired file is a 404 like a deleted one and is deleted when touched: by a
+//!   get, content or delete of it, or by a listing that comes across it. Without a policy a file
+//!   stays until it is deleted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -29,7 +34,7 @@ use crate::auth::Subject;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::openai::batches::LineChecker;
-use crate::openai::files::{DeletedFile, FileId, FileList, FileObject, Purpose};
+use crate::openai::files::{DeletedFile, ExpiresAfter, FileId, FileList, FileObject, Purpose};
 use crate::openai::images::multipart_error;
 use crate::openai::parse::invalid;
 use crate::s3::{Listed, ObjectInfo, Store, Writer};
@@ -59,6 +64,8 @@ pub(crate) mod meta {
     pub const MODEL: &str = "model";
     /// Endpoint every request targets.
     pub const ENDPOINT: &str = "endpoint";
+    /// Unix seconds after which the file is gone (files with an expiration policy only).
+    pub const EXPIRES: &str = "expires-at";
 }
 
 /// The SDK HTTPS client every S3 call shares (pooled connections).
@@ -121,7 +128,28 @@ fn file_object(id: String, info: &ObjectInfo) -> FileObject {
     let get = |k: &str| info.metadata.get(k).map(String::as_str).unwrap_or_default();
     let filename = percent_decode_str(get(meta::FILENAME)).decode_utf8_lossy().into_owned();
     let purpose = Purpose::parse(get(meta::PURPOSE)).unwrap_or(Purpose::Batch);
-    FileObject::new(id, info.size, get(meta::CREATED).parse().unwrap_or(0), filename, purpose)
+    FileObject {
+        expires_at: expires_at(info),
+        ..FileObject::new(id, info.size, get(meta::CREATED).parse().unwrap_or(0), filename, purpose)
+    }
+}
+
+/// When a stored file expires, if it has an expiration policy.
+fn expires_at(info: &ObjectInfo) -> Option<u64> {
+    info.metadata.get(meta::EXPIRES).and_then(|v| v.parse().ok())
+}
+
+/// Whether a stored file has expired by `now` (Unix seconds).
+fn expired(info: &ObjectInfo, now: u64) -> bool {
+    expires_at(info).is_some_and(|at| at <= now)
+}
+
+/// Deletes an expired file found at `key`; a failure is only logged (the file is a 404 either
+/// way, and the next touch tries again).
+async fn remove_expired(store: &Store, key: &str) {
+    if let Err(e) = store.delete(key).await {
+        tracing::warn!(error = %e, "could not delete an expired file");
+    }
 }
 
 /// A stored file the caller may see.
@@ -136,21 +164,27 @@ pub(crate) struct StoredFile {
     pub key: String,
 }
 
+/// The 404 of a file that does not exist (or that the caller may not see, or that expired).
+pub(crate) fn missing(id: &str) -> ApiError {
+    ApiError::not_found(format!("No such File object: {id}"))
+        .with_param("file_id")
+        .with_code("file_not_found")
+}
+
 /// The caller's file `id`; a 404 for a file it may not see.
 pub(crate) async fn find(snapshot: &Snapshot, subject: &Subject, id: &str) -> Result<StoredFile, ApiError> {
     let file = FileId::parse(id)?;
-    let missing = || {
-        ApiError::not_found(format!("No such File object: {id}"))
-            .with_param("file_id")
-            .with_code("file_not_found")
-    };
     let (_, store) =
-        store_of(snapshot, &file.account).map_err(|e| if e.status == 404 { missing() } else { e })?;
+        store_of(snapshot, &file.account).map_err(|e| if e.status == 404 { missing(id) } else { e })?;
     let key = store.key(&format!("files/{}", file.token));
-    let info = store.head(&key).await?.ok_or_else(missing)?;
+    let info = store.head(&key).await?.ok_or_else(|| missing(id))?;
+    if expired(&info, unix_now()) {
+        remove_expired(&store, &key).await;
+        return Err(missing(id));
+    }
     let owner = info.metadata.get(meta::OWNER).map(String::as_str).unwrap_or_default();
     if !snapshot.policies.sees_owner(subject, owner) {
-        return Err(missing());
+        return Err(missing(id));
     }
     Ok(StoredFile { file: file_object(id.to_owned(), &info), info, store, key })
 }
@@ -162,11 +196,7 @@ pub(crate) async fn content(
     id: &str,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let StoredFile { file, store, key, .. } = find(snapshot, subject, id).await?;
-    let body = store.get(&key).await?.ok_or_else(|| {
-        ApiError::not_found(format!("No such File object: {id}"))
-            .with_param("file_id")
-            .with_code("file_not_found")
-    })?;
+    let body = store.get(&key).await?.ok_or_else(|| missing(id))?;
     let chunks = stream::unfold(body, |mut body| async move {
         match body.try_next().await {
             Ok(Some(bytes)) => Some((Ok(http_body::Frame::data(bytes)), body)),
@@ -230,6 +260,7 @@ async fn list(
     }
     let mut found = Vec::new();
     let mut has_more = false;
+    let now = unix_now();
     'accounts: for name in accounts {
         let (_, store) = store_of(snapshot, name)?;
         let mut start =
@@ -244,6 +275,10 @@ async fn list(
                 .await?;
             for (listed, info) in heads {
                 let Some(info) = info else { continue };
+                if expired(&info, now) {
+                    remove_expired(&store, &listed.key).await;
+                    continue;
+                }
                 let owner = info.metadata.get(meta::OWNER).map(String::as_str).unwrap_or_default();
                 let file_purpose = info.metadata.get(meta::PURPOSE).and_then(|p| Purpose::parse(p));
                 if !snapshot.policies.sees_owner(subject, owner)
@@ -282,6 +317,7 @@ struct Destination {
     store: Store,
     key: String,
     created: u64,
+    expires_at: Option<u64>,
 }
 
 /// One upload in flight: the checker, the unfinished line, and the S3 writer once the first
@@ -290,6 +326,8 @@ struct Streaming<'a> {
     snapshot: &'a Snapshot,
     subject: &'a Subject,
     filename: &'a str,
+    /// `expires_after.seconds`, when the upload has an expiration policy.
+    expires_after: Option<u64>,
     checker: LineChecker,
     carry: Vec<u8>,
     pending: BytesMut,
@@ -298,11 +336,17 @@ struct Streaming<'a> {
 }
 
 impl<'a> Streaming<'a> {
-    fn new(snapshot: &'a Snapshot, subject: &'a Subject, filename: &'a str) -> Self {
+    fn new(
+        snapshot: &'a Snapshot,
+        subject: &'a Subject,
+        filename: &'a str,
+        expires_after: Option<u64>,
+    ) -> Self {
         Streaming {
             snapshot,
             subject,
             filename,
+            expires_after,
             checker: LineChecker::default(),
             carry: Vec::new(),
             pending: BytesMut::new(),
@@ -376,7 +420,8 @@ impl<'a> Streaming<'a> {
         let (_, store) = store_of(self.snapshot, &route.model.account)?;
         let key = store.key(&format!("files/{}", new_token()));
         let created = unix_now();
-        let metadata = HashMap::from([
+        let expires_at = self.expires_after.map(|seconds| created + seconds);
+        let mut metadata = HashMap::from([
             (meta::OWNER.to_owned(), self.subject.user.clone()),
             (meta::FILENAME.to_owned(), utf8_percent_encode(self.filename, NON_ALPHANUMERIC).to_string()),
             (meta::PURPOSE.to_owned(), Purpose::Batch.as_str().to_owned()),
@@ -384,8 +429,11 @@ impl<'a> Streaming<'a> {
             (meta::MODEL.to_owned(), model.to_owned()),
             (meta::ENDPOINT.to_owned(), url.to_owned()),
         ]);
+        if let Some(at) = expires_at {
+            metadata.insert(meta::EXPIRES.to_owned(), at.to_string());
+        }
         let writer = Writer::new(store.clone(), key.clone(), metadata);
-        Ok((Destination { account: route.model.account.clone(), store, key, created }, writer))
+        Ok((Destination { account: route.model.account.clone(), store, key, created, expires_at }, writer))
     }
 
     /// Checks the last line (one without a line break) and completes the object.
@@ -441,6 +489,7 @@ async fn upload(
         multer::Constraints::new().size_limit(limits),
     );
     let mut purpose: Option<String> = None;
+    let mut expiry = ExpiryFields::default();
     let mut uploaded: Option<(String, u64, Destination)> = None;
     let result = async {
         while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
@@ -451,7 +500,8 @@ async fn upload(
                         return Err(unsupported_purpose(p));
                     }
                     let filename = field.file_name().unwrap_or("upload.jsonl").to_owned();
-                    let mut streaming = Streaming::new(snapshot, subject, &filename);
+                    let expires_after = expiry.seconds()?;
+                    let mut streaming = Streaming::new(snapshot, subject, &filename, expires_after);
                     let fed = async {
                         while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
                             streaming.feed(&chunk).await?;
@@ -471,8 +521,17 @@ async fn upload(
                         ApiError::invalid_request("Send one `file` part per upload.").with_param("file")
                     );
                 }
-                // Files stay until deleted; an expiry policy is accepted and not applied.
-                name if name.starts_with("expires_after") => {}
+                // The object's metadata is written with its first bytes: the policy comes first.
+                name @ ("expires_after[anchor]" | "expires_after[seconds]") if uploaded.is_some() => {
+                    return Err(ApiError::invalid_request(format!(
+                        "Send `{name}` before the `file` part: the gateway stores the file as it arrives."
+                    ))
+                    .with_param("expires_after"));
+                }
+                "expires_after[anchor]" => expiry.anchor = Some(field.text().await.map_err(multipart_error)?),
+                "expires_after[seconds]" => {
+                    expiry.seconds = Some(field.text().await.map_err(multipart_error)?)
+                }
                 other => {
                     return Err(ApiError::invalid_request(format!("Unknown multipart field `{other}`."))
                         .with_param(other.to_owned()));
@@ -503,7 +562,42 @@ async fn upload(
     let (filename, bytes, destination) = uploaded.expect("checked above");
     let token = destination.key.rsplit('/').next().unwrap_or_default().to_owned();
     let id = FileId { account: destination.account, token }.encode();
-    Ok(json(&FileObject::new(id, bytes, destination.created, filename, Purpose::Batch)))
+    Ok(json(&FileObject {
+        expires_at: destination.expires_at,
+        ..FileObject::new(id, bytes, destination.created, filename, Purpose::Batch)
+    }))
+}
+
+/// The `expires_after[anchor]` and `expires_after[seconds]` parts of an upload (the form the
+/// OpenAI SDKs send a nested object in).
+#[derive(Default)]
+struct ExpiryFields {
+    anchor: Option<String>,
+    seconds: Option<String>,
+}
+
+impl ExpiryFields {
+    /// The checked `seconds` of the policy, `None` without one; a 400 naming the part at fault.
+    fn seconds(&self) -> Result<Option<u64>, ApiError> {
+        let required = |name: &str| {
+            ApiError::invalid_request(format!("Missing required parameter: `expires_after.{name}`."))
+                .with_param(format!("expires_after.{name}"))
+        };
+        match (&self.anchor, &self.seconds) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(required("anchor")),
+            (Some(_), None) => Err(required("seconds")),
+            (Some(anchor), Some(seconds)) => {
+                let seconds = seconds.trim().parse().map_err(|_| {
+                    invalid(
+                        "expires_after.seconds".into(),
+                        format!("`{seconds}`; it is a whole number of seconds"),
+                    )
+                })?;
+                ExpiresAfter { anchor: anchor.clone(), seconds }.checked_seconds("expires_after").map(Some)
+            }
+        }
+    }
 }
 
 fn unsupported_purpose(purpose: &str) -> ApiError {

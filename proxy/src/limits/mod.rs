@@ -6,6 +6,8 @@
 //! added when the response is complete, so a request that starts under the token or budget
 //! limit may end above it (as OpenAI's token limits do). Counters live in this process by
 //! default ([`local`]) or in Redis with `--redis-url` ([`redis`]), shared by every replica.
+//! A batch is admitted like one request when it is created; its tokens and cost are charged
+//! ([`Limiter::charge_to`]) when its results are read, to the windows of that moment.
 //! Windows are fixed: the current minute and the current UTC day.
 
 pub mod local;
@@ -191,6 +193,17 @@ impl Limiter {
         }
     }
 
+    /// The limits that usage of `served` by `subject` known only later (a batch's results) is
+    /// charged to, in the current windows: the buckets admission would use, without admitting
+    /// or counting a request.
+    pub fn charge_to(&self, subject: &Subject, policies: &PolicySet, served: &str) -> Admission {
+        let buckets = buckets(subject, policies, served);
+        if buckets.is_empty() {
+            return Admission::unlimited();
+        }
+        Admission { buckets, window: Some(Window::at(SystemTime::now())), headers: HeaderMap::new() }
+    }
+
     /// Adds a finished request's tokens and cost to the counters it was admitted under. Never
     /// blocks: a Redis update runs in the background.
     pub fn add(&self, admission: &Admission, tokens: u64, cost_usd: f64) {
@@ -352,6 +365,29 @@ mod tests {
             tokens_per_minute: tpm,
             budget_nanos_per_day: usd,
         }
+    }
+
+    #[tokio::test]
+    async fn a_charge_adds_usage_without_counting_a_request() {
+        let policies = PolicySet::new(&[api::config::Policy {
+            name: "ns/p".into(),
+            subjects: vec![api::config::SubjectRef::User("u".into())],
+            models: vec!["m".into()],
+            limits: Some(Limits {
+                requests_per_minute: Some(1),
+                tokens_per_minute: Some(10),
+                budget_usd_per_day: None,
+            }),
+        }]);
+        let limiter = Limiter::local();
+        let subject = Subject::user("u", vec![]);
+        assert!(!limiter.charge_to(&subject, &policies, "other").is_limited(), "no policy grants it");
+        let charge = limiter.charge_to(&subject, &policies, "m");
+        assert!(charge.is_limited() && charge.headers().is_empty());
+        limiter.add(&charge, 10, 0.0);
+        // Had the charge counted a request, the one request a minute would refuse first.
+        let refused = limiter.admit(&subject, &policies, "m").await.unwrap_err();
+        assert_eq!(refused.kind, "tokens", "{}", refused.message);
     }
 
     #[test]

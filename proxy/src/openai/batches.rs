@@ -9,13 +9,19 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::files::{base32_decode, base32_into};
+use super::files::{ExpiresAfter, base32_decode, base32_into};
 use crate::error::ApiError;
 
 /// Prefix of every batch id.
 const BATCH_PREFIX: &str = "batch_";
 /// Endpoints a batch may target.
 pub const BATCH_ENDPOINTS: [&str; 2] = ["/v1/chat/completions", "/v1/embeddings"];
+/// Image endpoints OpenAI batches and Bedrock batch inference does not (no image model takes
+/// batch jobs).
+const IMAGE_ENDPOINTS: [&str; 2] = ["/v1/images/generations", "/v1/images/edits"];
+/// Why a batch cannot target an image endpoint.
+const NO_IMAGE_BATCHES: &str = "Bedrock batch inference does not run image generation models, so image requests cannot be batched; \
+     send them to the endpoint one at a time";
 /// Longest `custom_id`, in bytes.
 const MAX_CUSTOM_ID: usize = 512;
 
@@ -108,6 +114,9 @@ impl LineChecker {
         if line.method != "POST" {
             return Err(fail(format!("`method` is `{}`; only `POST` is supported", line.method)));
         }
+        if IMAGE_ENDPOINTS.contains(&line.url.as_str()) {
+            return Err(fail(format!("`url` is `{}`: {NO_IMAGE_BATCHES}", line.url)));
+        }
         if !BATCH_ENDPOINTS.contains(&line.url.as_str()) {
             return Err(fail(format!(
                 "`url` `{}` is not supported; use {}",
@@ -180,12 +189,21 @@ pub struct CreateBatch {
     /// Up to 16 key/value pairs kept with the batch.
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// When the output and error files expire, after their creation.
+    #[serde(default)]
+    pub output_expires_after: Option<ExpiresAfter>,
 }
 
 /// Parses and validates a `POST /v1/batches` body; errors name the field.
 pub fn parse_create_batch(body: &[u8]) -> Result<CreateBatch, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     let req: CreateBatch = serde_path_to_error::deserialize(de).map_err(super::parse::parse_error)?;
+    if IMAGE_ENDPOINTS.contains(&req.endpoint.as_str()) {
+        return Err(super::parse::invalid(
+            "endpoint".into(),
+            format!("`{}`: {NO_IMAGE_BATCHES}", req.endpoint),
+        ));
+    }
     if !BATCH_ENDPOINTS.contains(&req.endpoint.as_str()) {
         return Err(super::parse::invalid(
             "endpoint".into(),
@@ -197,6 +215,9 @@ pub fn parse_create_batch(body: &[u8]) -> Result<CreateBatch, ApiError> {
             "completion_window".into(),
             format!("`{}`; only `24h` is supported", req.completion_window),
         ));
+    }
+    if let Some(policy) = &req.output_expires_after {
+        policy.checked_seconds("output_expires_after")?;
     }
     if let Some(metadata) = &req.metadata {
         if metadata.len() > 16 {
@@ -507,5 +528,33 @@ mod tests {
             e.message,
             "We could not parse the JSON body of your request: missing field `input_file_id`."
         );
+    }
+
+    #[test]
+    fn output_expiry_is_checked_naming_the_field() {
+        let body = |policy: &str| {
+            format!(
+                r#"{{"input_file_id":"f","endpoint":"/v1/chat/completions","completion_window":"24h","output_expires_after":{policy}}}"#
+            )
+        };
+        let ok = parse_create_batch(body(r#"{"anchor":"created_at","seconds":7200}"#).as_bytes()).unwrap();
+        assert_eq!(
+            ok.output_expires_after,
+            Some(ExpiresAfter { anchor: "created_at".into(), seconds: 7200 })
+        );
+        for (policy, param) in [
+            (r#"{"anchor":"created_at","seconds":60}"#, "output_expires_after.seconds"),
+            (r#"{"anchor":"now","seconds":7200}"#, "output_expires_after.anchor"),
+            (r#"{"anchor":"created_at"}"#, "output_expires_after"),
+            (r#"{"anchor":"created_at","seconds":"7200"}"#, "output_expires_after.seconds"),
+        ] {
+            let e = parse_create_batch(body(policy).as_bytes()).unwrap_err();
+            assert_eq!(
+                (e.status.as_u16(), e.param.as_deref()),
+                (400, Some(param)),
+                "{policy}: {}",
+                e.message
+            );
+        }
     }
 }

@@ -5,8 +5,11 @@
 //! bucket holds the file (`<prefix>files/<token>`). Tokens start with the inverted upload time
 //! in milliseconds, so S3's key order lists the newest file first.
 
-use serde::Serialize;
+use std::ops::RangeInclusive;
 
+use serde::{Deserialize, Serialize};
+
+use super::parse::invalid;
 use crate::error::ApiError;
 
 /// Prefix of every file id.
@@ -60,12 +63,62 @@ pub struct FileObject {
     pub purpose: Purpose,
     /// Always `processed`: a stored file has passed validation (deprecated field, required).
     pub status: &'static str,
+    /// Unix seconds when the file expires, for a file uploaded with an expiration policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 impl FileObject {
-    /// A stored, validated file.
+    /// A stored, validated file that does not expire.
     pub fn new(id: String, bytes: u64, created_at: u64, filename: String, purpose: Purpose) -> Self {
-        FileObject { id, object: "file", bytes, created_at, filename, purpose, status: "processed" }
+        FileObject {
+            id,
+            object: "file",
+            bytes,
+            created_at,
+            filename,
+            purpose,
+            status: "processed",
+            expires_at: None,
+        }
+    }
+}
+
+/// Allowed `seconds` of an expiration policy: one hour to 30 days.
+pub const EXPIRY_SECONDS: RangeInclusive<u64> = 3600..=2_592_000;
+
+/// An expiration policy, `{"anchor": "created_at", "seconds": N}`: a file's `expires_after`
+/// (`FileExpirationAfter`) or a batch's `output_expires_after` (`BatchFileExpirationAfter`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpiresAfter {
+    /// What the time counts from; only `created_at` (the file's creation).
+    pub anchor: String,
+    /// How long after the anchor the file expires.
+    pub seconds: i64,
+}
+
+impl ExpiresAfter {
+    /// The seconds after creation the file expires; a 400 naming `<param>.anchor` or
+    /// `<param>.seconds` for anything else.
+    pub fn checked_seconds(&self, param: &str) -> Result<u64, ApiError> {
+        if self.anchor != "created_at" {
+            return Err(invalid(
+                format!("{param}.anchor"),
+                format!("`{}`; the supported anchor is `created_at`", self.anchor),
+            ));
+        }
+        u64::try_from(self.seconds).ok().filter(|s| EXPIRY_SECONDS.contains(s)).ok_or_else(|| {
+            invalid(
+                format!("{param}.seconds"),
+                format!(
+                    "{}; use {} (1 hour) to {} (30 days)",
+                    self.seconds,
+                    EXPIRY_SECONDS.start(),
+                    EXPIRY_SECONDS.end()
+                ),
+            )
+        })
     }
 }
 
@@ -182,6 +235,36 @@ pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expiration_policies_are_checked_naming_the_field() {
+        let policy = |anchor: &str, seconds| ExpiresAfter { anchor: anchor.into(), seconds };
+        assert_eq!(policy("created_at", 3600).checked_seconds("expires_after").unwrap(), 3600);
+        assert_eq!(policy("created_at", 2_592_000).checked_seconds("expires_after").unwrap(), 2_592_000);
+        for (p, param, message) in [
+            (
+                policy("created_at", 3599),
+                "expires_after.seconds",
+                "Invalid value for `expires_after.seconds`: 3599; use 3600 (1 hour) to 2592000 (30 days).",
+            ),
+            (
+                policy("created_at", -1),
+                "expires_after.seconds",
+                "Invalid value for `expires_after.seconds`: -1; use 3600 (1 hour) to 2592000 (30 days).",
+            ),
+            (
+                policy("last_active_at", 3600),
+                "expires_after.anchor",
+                "Invalid value for `expires_after.anchor`: `last_active_at`; the supported anchor is `created_at`.",
+            ),
+        ] {
+            let e = p.checked_seconds("expires_after").unwrap_err();
+            assert_eq!(
+                (e.status.as_u16(), e.param.as_deref(), e.message.as_str()),
+                (400, Some(param), message)
+            );
+        }
+    }
 
     #[test]
     fn base32_matches_rfc_4648_vectors() {

@@ -19,8 +19,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ResponseMeta;
+use super::chat_converse::content::REMOTE_IMAGE;
 use super::chat_converse::{ReplyContext, chat_completion, converse_request, guardrail_config};
 use super::{embeddings_cohere, embeddings_titan};
+use crate::auth::ServiceAccount;
 use crate::bedrock::batch::{InputRecord, InvocationType, Job, JobStatus, Manifest, OutputRecord};
 use crate::bedrock::converse::ConverseResponse;
 use crate::bedrock::embeddings::{CohereEmbedResponse, TitanEmbedResponse};
@@ -47,6 +49,9 @@ pub struct BatchRecord {
     /// The caller's teams, for usage records.
     #[serde(default)]
     pub owner_teams: Vec<String>,
+    /// The caller's Kubernetes service account, if it is one: its limits apply to the batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_service_account: Option<ServiceAccount>,
     /// Served model name.
     pub model: String,
     /// Endpoint of every request.
@@ -64,6 +69,14 @@ pub struct BatchRecord {
     pub requests: u64,
     /// Key of the Bedrock input object.
     pub input_key: String,
+    /// Key of the gateway's copy of the input file, which the results are read against (so they
+    /// can be written after the file was deleted or expired); records before it had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_key: Option<String>,
+    /// `output_expires_after.seconds`: the output and error files expire this long after they
+    /// are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_expires_after: Option<u64>,
     /// When a cancel was requested.
     #[serde(default)]
     pub cancelling_at: Option<u64>,
@@ -124,6 +137,23 @@ pub fn record_id(line: usize) -> String {
     format!("{line:011}")
 }
 
+/// A chat translation error of a batch line, saying why an http(s) image URL is refused there:
+/// fetching every image of up to 50,000 requests would hold the batch's creation, and Bedrock's
+/// batch job fetches nothing itself.
+fn remote_image_in_batch(e: ApiError) -> ApiError {
+    if e.code != Some(REMOTE_IMAGE) {
+        return e;
+    }
+    let path = e.param.as_deref().unwrap_or("image_url.url");
+    ApiError {
+        message: format!(
+            "`{path}` is an http(s) image URL; batch requests take images as base64 `data:` URLs only (the \
+             gateway does not download images while it creates a batch, and Bedrock batch jobs fetch nothing)."
+        ),
+        ..e
+    }
+}
+
 /// Line `number` of the input, for `model`, as a Bedrock record (one JSONL line, no line break)
 /// and what reading its answer needs. Errors are 400s saying `Line N: ...`.
 pub fn input_record(
@@ -150,7 +180,8 @@ pub fn input_record(
                 )));
             }
             let family_model = model.underlying_model_id.as_deref().unwrap_or(&model.model_id);
-            let mut translation = converse_request(&req, family_model).map_err(at_line)?;
+            let mut translation =
+                converse_request(&req, family_model).map_err(|e| at_line(remote_image_in_batch(e)))?;
             translation.body.guardrail_config = model.guardrail.as_ref().map(guardrail_config);
             let record = InputRecord { record_id: &id, model_input: &translation.body };
             (serde_json::to_vec(&record).expect("record serializes"), LineReply::Chat(translation.reply))
@@ -415,6 +446,9 @@ mod tests {
             account: "demo".into(),
             owner: "dev@example.com".into(),
             owner_teams: vec![],
+            owner_service_account: None,
+            output_expires_after: None,
+            source_key: None,
             model: "demo/nova-lite".into(),
             endpoint: "/v1/chat/completions".into(),
             input_file_id: "file-x".into(),

@@ -145,6 +145,12 @@ impl Recorder {
         admitted
     }
 
+    /// The limits usage of `served` by `subject` learnt after its request is charged to (see
+    /// [`Limiter::charge_to`]).
+    pub fn charge_to(&self, subject: &Subject, policies: &PolicySet, served: &str) -> Admission {
+        self.limiter.charge_to(subject, policies, served)
+    }
+
     /// Prices and records a finished request: metrics, limit counters and the usage log line.
     /// Returns the cost in USD, `None` when the model has no price.
     pub fn record(&self, r: &Record<'_>) -> Option<f64> {

@@ -6,6 +6,7 @@
 //! `BatchConfig::step` at a time.
 
 mod create;
+mod faults;
 mod job;
 mod records;
 mod runner;
@@ -61,6 +62,8 @@ pub(crate) struct Batch {
     config: BatchConfig,
     storage: Option<s3::Storage>,
     shutdown: watch::Receiver<()>,
+    /// Armed control-plane faults (`/_sim/batch-faults`).
+    faults: Mutex<Vec<faults::Fault>>,
 }
 
 impl Batch {
@@ -72,7 +75,19 @@ impl Batch {
         shutdown: watch::Receiver<()>,
     ) -> Batch {
         let storage = config.s3_url.as_deref().map(|url| s3::Storage::new(url, credentials.0, credentials.1));
-        Batch { jobs: Mutex::default(), config, storage, shutdown }
+        Batch { jobs: Mutex::default(), config, storage, shutdown, faults: Mutex::default() }
+    }
+
+    /// `POST /_sim/batch-faults`: arms the fault `body` describes.
+    pub(crate) fn arm_fault(&self, body: &[u8]) -> Result<(), AwsError> {
+        let fault = faults::Fault::parse(body)?;
+        self.faults.lock().unwrap_or_else(|e| e.into_inner()).push(fault);
+        Ok(())
+    }
+
+    /// `DELETE /_sim/batch-faults`: disarms every fault.
+    pub(crate) fn clear_faults(&self) {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Job>> {
@@ -111,6 +126,9 @@ pub(crate) async fn serve(
     op: &Operation,
 ) -> Result<Vec<u8>, AwsError> {
     let region = control::authenticate(keyring, parts, target, body).await?;
+    if let Some(error) = faults::strike(&mut batch.faults.lock().unwrap_or_else(|e| e.into_inner()), op) {
+        return Err(error);
+    }
     let now = SystemTime::now();
     let answer = match op {
         Operation::Create => {

@@ -84,6 +84,10 @@ fn sniff_image(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// Code of the error for an http(s) image URL that reached the translator unfetched (batch
+/// lines, whose images the gateway does not download).
+pub const REMOTE_IMAGE: &str = "image_url_not_fetched";
+
 /// The `image` block of an `image_url` part at `path`.
 pub(super) fn image<'a>(url: &'a str, path: &str) -> Result<ImageBlock<'a>, ApiError> {
     let bad = |detail: &str| {
@@ -95,7 +99,8 @@ pub(super) fn image<'a>(url: &'a str, path: &str) -> Result<ImageBlock<'a>, ApiE
             "`{path}` is an http(s) URL the gateway did not fetch; send the image as a `data:` URL \
              (base64)."
         ))
-        .with_param(path.to_owned()));
+        .with_param(path.to_owned())
+        .with_code(REMOTE_IMAGE));
     }
     let b64 = data_url_base64(url).ok_or_else(|| bad("expected a base64 `data:` URL"))?;
     let head = head_bytes(b64).ok_or_else(|| bad("the data URL does not hold valid base64"))?;
