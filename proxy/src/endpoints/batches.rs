@@ -55,7 +55,7 @@ use crate::translate::batch_bedrock::{
     output_line, unix_seconds,
 };
 use crate::upstream::{Target, encode_label};
-use crate::usage::{Record, Tokens};
+use crate::usage::{LineTotals, Record};
 
 /// Default and largest `limit` of a listing.
 const DEFAULT_LIST: usize = 20;
@@ -497,7 +497,8 @@ async fn write_results(
     };
     let (output_file_id, mut ok_writer) = file("output", "output");
     let (error_file_id, mut err_writer) = file("errors", "errors");
-    let mut tokens = Tokens::default();
+    let prices = app.usage.prices(&model);
+    let mut totals = LineTotals::default();
     let (mut completed, mut failed) = (0u64, 0u64);
     let mut line_buf = Vec::new();
     let mut lines = Lines::new(outputs);
@@ -514,10 +515,7 @@ async fn write_results(
             line_buf.clear();
             serde_json::to_writer(&mut line_buf, &t.line).expect("output line serializes");
             line_buf.push(b'\n');
-            tokens.input += t.tokens.input;
-            tokens.output += t.tokens.output;
-            tokens.cache_read += t.tokens.cache_read;
-            tokens.cache_write += t.tokens.cache_write;
+            totals.add(&t.tokens, prices.as_ref());
             if t.ok {
                 completed += 1;
                 ok_writer.write(&line_buf).await?;
@@ -550,9 +548,11 @@ async fn write_results(
     // Charged to the limits the owner's synchronous calls of the model count against, at the
     // batch price (`batch: true`).
     let admission = app.usage.charge_to(&owner, &snapshot.policies, &record.model);
+    let tokens = totals.tokens;
     let usage = Record {
         tokens,
         batch: true,
+        cost_usd: prices.map(|_| totals.cost_usd),
         ..Record::new("batches", id, &owner, &model, Instant::now(), &admission)
     };
     // Two first retrieves (or two replicas) may both get here: only one bills the batch.

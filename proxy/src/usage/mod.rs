@@ -67,6 +67,9 @@ pub struct Record<'a> {
     pub images: u64,
     /// Whether the request ran as batch inference (batch prices).
     pub batch: bool,
+    /// The cost when the parts were priced one by one ([`LineTotals`]); `None`: priced from
+    /// `tokens` here.
+    pub cost_usd: Option<f64>,
     /// HTTP status of the answer (`499`: the caller went away mid-stream).
     pub status: u16,
     /// When the request arrived.
@@ -75,6 +78,31 @@ pub struct Record<'a> {
     pub first_token: Option<Instant>,
     /// The limits the request was admitted under.
     pub admission: &'a Admission,
+}
+
+/// A batch's usage summed line by line, each line priced as the request it is: a long-context
+/// surcharge depends on one request's input, never on the batch's total.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LineTotals {
+    /// Tokens of every line.
+    pub tokens: Tokens,
+    /// Cost of every line at batch prices, USD.
+    pub cost_usd: f64,
+}
+
+impl LineTotals {
+    /// Adds one line's `tokens`, priced at `prices` (unpriced models add no cost).
+    pub fn add(&mut self, tokens: &Tokens, prices: Option<&Prices>) {
+        let sum = &mut self.tokens;
+        sum.input += tokens.input;
+        sum.output += tokens.output;
+        sum.cache_read += tokens.cache_read;
+        sum.cache_write += tokens.cache_write;
+        sum.reasoning += tokens.reasoning;
+        if let Some(p) = prices {
+            self.cost_usd += p.cost(tokens, 0, true);
+        }
+    }
 }
 
 impl<'a> Record<'a> {
@@ -95,6 +123,7 @@ impl<'a> Record<'a> {
             tokens: Tokens::default(),
             images: 0,
             batch: false,
+            cost_usd: None,
             status: 200,
             started,
             first_token: None,
@@ -155,7 +184,10 @@ impl Recorder {
     /// Returns the cost in USD, `None` when the model has no price.
     pub fn record(&self, r: &Record<'_>) -> Option<f64> {
         let served = r.model.served_name.as_str();
-        let cost = self.prices.prices(r.model).map(|p| p.cost(&r.tokens, r.images, r.batch));
+        let cost = self
+            .prices
+            .prices(r.model)
+            .map(|p| r.cost_usd.unwrap_or_else(|| p.cost(&r.tokens, r.images, r.batch)));
         let t = &r.tokens;
         for (kind, n) in [
             ("input", t.input),
@@ -310,5 +342,36 @@ mod tests {
             chat_tokens(&usage),
             Tokens { input: 10, output: 7, cache_read: 60, cache_write: 30, reasoning: 0 }
         );
+    }
+
+    #[test]
+    fn batch_lines_are_priced_one_by_one() {
+        let sonnet_4 = Prices {
+            input_per_million: 3.0,
+            output_per_million: 15.0,
+            cache_read_per_million: 0.3,
+            cache_write_per_million: 3.75,
+            per_image: 0.0,
+            batch_discount: 0.5,
+            long_context: Some(pricing::LongContext {
+                above_input_tokens: 200_000,
+                input_factor: 2.0,
+                output_factor: 1.5,
+            }),
+        };
+        let line = |input| Tokens { input, output: 1_000, ..Tokens::default() };
+        let mut totals = LineTotals::default();
+        // Two lines of 150K input: 300K together, but neither is a long-context request.
+        totals.add(&line(150_000), Some(&sonnet_4));
+        totals.add(&line(150_000), Some(&sonnet_4));
+        assert!((totals.cost_usd - 2.0 * (0.45 + 0.015) / 2.0).abs() < 1e-9, "{}", totals.cost_usd);
+        // One line of 250K is, at half the surcharged price.
+        totals.add(&line(250_000), Some(&sonnet_4));
+        assert!((totals.cost_usd - (0.465 + (1.5 + 0.0225) / 2.0)).abs() < 1e-9, "{}", totals.cost_usd);
+        assert_eq!(totals.tokens, Tokens { input: 550_000, output: 3_000, ..Tokens::default() });
+        // An unpriced model sums tokens and costs nothing.
+        let mut unpriced = LineTotals::default();
+        unpriced.add(&line(10), None);
+        assert_eq!((unpriced.tokens.input, unpriced.cost_usd), (10, 0.0));
     }
 }
