@@ -4,13 +4,16 @@
 
 mod fixtures;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use fixtures::{Harness, KEY, sse_events};
+use futures_util::{StreamExt, stream};
 use http::{Method, Request, StatusCode, Version};
-use http_body_util::{BodyExt, Full};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -613,15 +616,64 @@ async fn a_request_body_that_stops_arriving_is_a_408_and_the_connection_closes()
     assert!(got.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{got}");
     assert!(got.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{got}");
     let body: serde_json::Value = serde_json::from_str(got.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body, stalled_body_error());
+}
+
+/// The 408 of a body that stalled for [`HEADER_TIMEOUT`].
+fn stalled_body_error() -> serde_json::Value {
     let message = format!(
         "The request body stopped arriving: nothing came for {} ms, so the gateway closed the connection.",
         HEADER_TIMEOUT.as_millis()
     );
-    assert_eq!(
-        body,
-        serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "param": null,
-            "code": "request_timeout"}})
+    serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "param": null,
+        "code": "request_timeout"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_upload_that_stops_arriving_is_a_408_and_the_connection_closes() {
+    let (_h, addr) = impatient().await;
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    // The multipart body stops in the middle of the file's first line, before any S3 call.
+    let body = "--b\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+                --b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\
+                Content-Type: application/jsonl\r\n\r\n{\"custom_id\": \"a\", ";
+    let head = format!(
+        "POST /v1/files HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {KEY}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n{body}"
     );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let got = String::from_utf8(until_closed(&mut conn, "a stalled upload").await).unwrap();
+    assert!(got.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{got}");
+    assert!(got.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{got}");
+    let answer: serde_json::Value = serde_json::from_str(got.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(answer, stalled_body_error());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_request_body_that_stops_arriving_is_a_408_on_its_stream() {
+    let (h, addr) = impatient().await;
+    let tcp = TcpStream::connect(&addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    // A body that sends its first bytes, then nothing, and never ends.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+    tx.send(Ok(Frame::data(Bytes::from_static(b"{\"model\":")))).await.unwrap();
+    let frames = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+    let request = Request::post(format!("{}/v1/chat/completions", h.url))
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "application/json")
+        .body(StreamBody::new(frames.boxed()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+    let answer: serde_json::Value = serde_json::from_str(&text(response.into_body()).await).unwrap();
+    assert_eq!(answer, stalled_body_error());
+    drop(tx);
+    // Only that stream ended: the connection serves the next one.
+    let healthz =
+        Request::get(format!("{}/healthz", h.url)).body(StreamBody::new(stream::empty().boxed())).unwrap();
+    assert_eq!(sender.send_request(healthz).await.unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,7 +26,6 @@ use api::config::ModelKind;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use http::{Method, Request, Response};
-use hyper::body::Incoming;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::files::{self, form_pairs, json, meta, new_token, store_of};
@@ -44,6 +43,7 @@ use crate::limits::Admission;
 use crate::openai::batches::{Batch, BatchList, LineChecker, batch_id, job_arn, parse_create_batch};
 use crate::openai::files::{FileId, Purpose};
 use crate::openai::parse::invalid;
+use crate::request_body::RequestBody;
 use crate::s3::{Store, Writer};
 use crate::server::App;
 use crate::snapshot::{AccountRoute, Snapshot};
@@ -73,7 +73,7 @@ impl Default for BatchSettings {
 }
 
 /// Answers every `/v1/batches` request.
-pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+pub async fn handle(app: &Arc<App>, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
     let snapshot = snapshot(app)?;
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();
@@ -244,7 +244,7 @@ async fn create(
     app: &Arc<App>,
     snapshot: &Snapshot,
     subject: &Subject,
-    body: Incoming,
+    body: RequestBody,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let request = parse_create_batch(&read_body(app, body).await?)?;
     let stored = files::find(snapshot, subject, &request.input_file_id)
