@@ -604,6 +604,55 @@ async fn a_silent_http2_client_is_pinged_then_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_headers_that_trickle_on_a_later_stream_end_with_the_keep_alive_ping() {
+    // h2 has no timer of its own for a header block, but while one is incomplete the client can
+    // send nothing else (RFC 9113 section 6.10), so not the PING acknowledgement either: hyper's
+    // keep-alive ping, sent after the timeout without a request or data, closes the connection.
+    let (_h, addr) = impatient().await;
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    let mut head = vec![0x82, 0x86, 0x04, 8];
+    head.extend_from_slice(b"/healthz");
+    head.extend_from_slice(&[0x01, 9]);
+    head.extend_from_slice(b"localhost");
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(0x4, 0, 0, &[]));
+    // A whole request on stream 1, then the start of stream 3's HEADERS: 64 bytes announced.
+    hello.extend(h2_frame(0x1, 0x5, 1, &head));
+    let mut trickled = h2_frame(0x1, 0x5, 3, &[0x82; 64]);
+    hello.extend(trickled.drain(..10));
+    conn.write_all(&hello).await.unwrap();
+    let (mut read, mut write) = conn.into_split();
+    // One byte every quarter of the timeout: 13 s for the rest of the frame.
+    let trickle = tokio::spawn(async move {
+        for byte in trickled {
+            tokio::time::sleep(HEADER_TIMEOUT / 4).await;
+            if write.write_all(&[byte]).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = read.read(&mut buf).await {
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    trickle.abort();
+    let frames = h2_frames(&got);
+    assert!(closed.is_ok(), "still open while the headers trickle: {frames:?}");
+    let (answered, ping, goaway) = (
+        frames.iter().position(|f| f.0 == 0x1 && f.2 == 1),
+        frames.iter().position(|f| f.0 == 0x6 && f.1 & 0x1 == 0),
+        frames.iter().position(|f| f.0 == 0x7),
+    );
+    assert!(answered.is_some() && ping.is_some() && goaway.is_some(), "{frames:?}");
+    assert!(answered < ping && ping < goaway, "{frames:?}");
+    assert!(!frames.iter().any(|f| f.2 == 3), "stream 3 was never a request: {frames:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_body_that_stops_arriving_is_a_408_and_the_connection_closes() {
     let (_h, addr) = impatient().await;
     let mut conn = TcpStream::connect(&addr).await.unwrap();
@@ -665,10 +714,13 @@ async fn an_http2_request_body_that_stops_arriving_is_a_408_on_its_stream() {
         .header("content-type", "application/json")
         .body(StreamBody::new(frames.boxed()))
         .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
-    let answer: serde_json::Value = serde_json::from_str(&text(response.into_body()).await).unwrap();
-    assert_eq!(answer, stalled_body_error());
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        let response = sender.send_request(request).await.unwrap();
+        (response.status(), text(response.into_body()).await)
+    });
+    let (status, body) = answered.await.expect("a stalled HTTP/2 body is answered");
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), stalled_body_error());
     drop(tx);
     // Only that stream ended: the connection serves the next one.
     let healthz =
