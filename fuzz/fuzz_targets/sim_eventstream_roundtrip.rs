@@ -2,7 +2,8 @@
 //! The simulator's event-stream encoder against the proxy's decoder.
 //!
 //! Any event type and payload the sim encodes decodes back to the same frame, whatever chunks
-//! the bytes arrive in; exception frames decode to the same exception type.
+//! the bytes arrive in, and ends where the sim's frame ends; exception frames decode to the same
+//! exception type.
 
 use bedrock_sim::eventstream::{event_frame, exception_frame};
 use libfuzzer_sys::fuzz_target;
@@ -29,7 +30,9 @@ fuzz_target!(|data: &[u8]| {
             frames.push(frame);
         }
     }
-    assert!(!decoder.has_partial_frame());
+    // The frame ended exactly where the sim's did: a second copy decodes on its own.
+    decoder.push(&encoded);
+    assert_eq!(decoder.next_frame().expect("the sim's frame decodes again").as_ref(), frames.first());
     match (exception, frames.as_slice()) {
         (false, [StreamFrame::Event { event_type, payload: got }]) => {
             assert_eq!(event_type, name);

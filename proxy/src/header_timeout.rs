@@ -5,7 +5,11 @@
 //! `header_read_timeout` bounds each request head and, in the hyper this workspace locks,
 //! also the idle wait before the next request on a keep-alive connection (its timer restarts
 //! when a response is done); HTTP/2 connections are pinged after the
-//! same time without a frame and closed when the ping goes unanswered. What hyper leaves open
+//! same time without a request head, body data or ping answer, and closed when the ping goes
+//! unanswered. That also bounds a header block trickling in on a later stream, which h2 does
+//! not time itself: until the block is complete the client may send no other frame (RFC 9113
+//! section 6.10), so it cannot answer the ping. Request bodies have their own idle timeout
+//! ([`crate::request_body`]). What hyper leaves open
 //! is the start of a connection: hyper-util's auto builder first reads up to 24 bytes to tell
 //! HTTP/2's preface from HTTP/1, and the HTTP/2 handshake follows, both without a time limit.
 //! [`guard`] covers that: the connection's reads fail once the timeout has passed and its

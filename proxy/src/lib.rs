@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openai;
 pub mod otel;
 pub mod policy;
+pub mod request_body;
 pub mod resilience;
 pub mod s3;
 pub mod server;

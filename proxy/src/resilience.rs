@@ -29,6 +29,7 @@ use crate::bedrock::errors::stream_exception_error;
 use crate::bedrock::eventstream::{EventStreamDecoder, StreamFrame};
 use crate::endpoints::upstream_error;
 use crate::error::ApiError;
+use crate::otel::BedrockCall;
 use crate::server::App;
 use crate::snapshot::Route;
 use crate::upstream::{SendError, Target};
@@ -251,9 +252,27 @@ async fn attempts(
 /// The fallbacks metric's reason for a model that did not start answering in time.
 const FIRST_BYTE_TIMEOUT: &str = "first_byte_timeout";
 
+/// One attempt in its CLIENT span (traces on), which ends with the attempt's outcome: for a
+/// stream, once its first frame is read. A failed attempt's span is an error naming why.
+async fn attempt_once(app: &App, route: &Route, op: Operation, body: Bytes) -> Result<Opened, Failure> {
+    let mut span = BedrockCall::start(op.target(route));
+    let result = send_once(app, route, op, body, &mut span).await;
+    if let Err(Failure::Retry(_, error, _) | Failure::Final(error)) = &result {
+        span.failed(error.code.unwrap_or(error.kind), &error.message);
+    }
+    span.end();
+    result
+}
+
 /// One signed request; an error response is read (so the connection is reused) and classified,
 /// and a stream's first frame is read (an exception there is an error response too).
-async fn attempt_once(app: &App, route: &Route, op: Operation, body: Bytes) -> Result<Opened, Failure> {
+async fn send_once(
+    app: &App,
+    route: &Route,
+    op: Operation,
+    body: Bytes,
+    span: &mut BedrockCall,
+) -> Result<Opened, Failure> {
     let mut response = match app.upstream.post_json(op.target(route), &route.signer, body, op.accept()).await
     {
         Ok(response) => response,
@@ -261,11 +280,12 @@ async fn attempt_once(app: &App, route: &Route, op: Operation, body: Bytes) -> R
         Err(SendError::ConnectTimeout(error)) => return Err(Failure::Retry("connect_timeout", error, None)),
         Err(e @ SendError::Credentials(_)) => return Err(Failure::Final(e.into_api_error())),
     };
+    span.answered(&response);
     if response.status().is_success() {
         if op != Operation::ConverseStream {
             return Ok((response, None));
         }
-        let opening = open_stream(app, route, response.body_mut()).await?;
+        let opening = open_stream(app, route, response.body_mut(), span).await?;
         return Ok((response, Some(opening)));
     }
     let error_type = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok());
@@ -279,8 +299,14 @@ async fn attempt_once(app: &App, route: &Route, op: Operation, body: Bytes) -> R
 }
 
 /// Reads a ConverseStream body up to its first frame. An exception frame there is classified as
-/// its HTTP twin would be (retried or final); a body that breaks before it is a connection error.
-async fn open_stream(app: &App, route: &Route, body: &mut Incoming) -> Result<Opening, Failure> {
+/// its HTTP twin would be (retried or final), and `span` names its type as it would the HTTP
+/// twin's; a body that breaks before it is a connection error.
+async fn open_stream(
+    app: &App,
+    route: &Route,
+    body: &mut Incoming,
+    span: &mut BedrockCall,
+) -> Result<Opening, Failure> {
     let model = &route.model.served_name;
     let mut decoder = EventStreamDecoder::new();
     loop {
@@ -290,8 +316,10 @@ async fn open_stream(app: &App, route: &Route, body: &mut Incoming) -> Result<Op
                 StreamFrame::Exception { exception_type: code, message }
                 | StreamFrame::Error { code, message },
             )) => {
-                app.metrics.upstream_errors.with_label_values(&[model, &shape_name(&code)]).inc();
+                let shape = shape_name(&code);
+                app.metrics.upstream_errors.with_label_values(&[model, &shape]).inc();
                 let error = stream_exception_error(&code, &message, model);
+                span.failed(&shape, &error.message);
                 return Err(match retry_reason(StatusCode::OK, Some(&code)) {
                     Some(reason) => Failure::Retry(reason, error, None),
                     None => Failure::Final(error),

@@ -33,6 +33,7 @@ use crate::header_timeout;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::otel::Traces;
+use crate::request_body::RequestBody;
 use crate::upstream::Upstream;
 use crate::usage::Recorder;
 
@@ -116,7 +117,7 @@ impl App {
 
     /// Answers one request; every outcome is a response, never an error. GenAI requests run
     /// inside their trace span when traces are on.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
+    pub async fn handle(self: Arc<Self>, req: Request<RequestBody>) -> Response<ResponseBody> {
         let started = Instant::now();
         let Some(span) = self.traces.as_ref().and_then(|traces| traces.server_span(&req)) else {
             return self.route(req, started).await.unwrap_or_else(|e| endpoints::error_response(&e));
@@ -127,7 +128,7 @@ impl App {
 
     async fn route(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         started: Instant,
     ) -> Result<Response<ResponseBody>, ApiError> {
         let path = req.uri().path();
@@ -181,7 +182,7 @@ impl App {
     }
 
     /// Answers one request on the ops listener: `/metrics`, `/healthz`, `/readyz` only.
-    pub async fn handle_ops(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
+    pub async fn handle_ops(self: Arc<Self>, req: Request<RequestBody>) -> Response<ResponseBody> {
         let path = req.uri().path();
         let result = match (req.method(), path) {
             (&Method::GET, "/healthz") => Ok(endpoints::ops::healthz()),
@@ -251,7 +252,7 @@ async fn serve_with<F, Fut>(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) where
-    F: Fn(Arc<App>, Request<Incoming>) -> Fut + Copy + Send + Sync + 'static,
+    F: Fn(Arc<App>, Request<RequestBody>) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = Response<ResponseBody>> + Send + 'static,
 {
     // HTTP/1.1 and HTTP/2 on one port: h2c with prior knowledge, or h2 chosen by ALPN over TLS.
@@ -291,6 +292,8 @@ async fn serve_with<F, Fut>(
                 } else {
                     None
                 };
+                // Every endpoint reads the body through the idle timeout (408 when it stalls).
+                let req = req.map(|body| RequestBody::new(body, app.header_read_timeout));
                 // Boxed: hyper keeps an allocation of this future's size for the connection's life;
                 // inline, the handler's state (4.5 KB) would stay with every open stream after
                 // its response started. Boxed, it is freed when the response is ready.

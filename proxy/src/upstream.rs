@@ -21,7 +21,6 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::credentials::{AccountCredentials, Authorization};
 use crate::error::ApiError;
-use crate::otel::BedrockCall;
 
 /// How requests of one account are authenticated to AWS: its [`AccountCredentials`].
 pub type Signer = AccountCredentials;
@@ -160,7 +159,6 @@ impl Upstream {
             }
         }
         *request.body_mut() = Full::new(body);
-        let span = BedrockCall::start(target);
         let mut timed_out = false;
         let result = self.client.request(request).await.map_err(|e| {
             tracing::warn!(error = %e, uri = %target.uri, "Bedrock request failed before a response");
@@ -178,9 +176,6 @@ impl Upstream {
             }
             ApiError::bad_gateway("The gateway could not reach Bedrock; the request was not completed.")
         });
-        if let Some(span) = span {
-            span.finish(&result);
-        }
         result.map_err(if timed_out { SendError::ConnectTimeout } else { SendError::Connection })
     }
 }

@@ -4,13 +4,16 @@
 
 mod fixtures;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use fixtures::{Harness, KEY, sse_events};
+use futures_util::{StreamExt, stream};
 use http::{Method, Request, StatusCode, Version};
-use http_body_util::{BodyExt, Full};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -601,6 +604,55 @@ async fn a_silent_http2_client_is_pinged_then_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_headers_that_trickle_on_a_later_stream_end_with_the_keep_alive_ping() {
+    // h2 has no timer of its own for a header block, but while one is incomplete the client can
+    // send nothing else (RFC 9113 section 6.10), so not the PING acknowledgement either: hyper's
+    // keep-alive ping, sent after the timeout without a request or data, closes the connection.
+    let (_h, addr) = impatient().await;
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    let mut head = vec![0x82, 0x86, 0x04, 8];
+    head.extend_from_slice(b"/healthz");
+    head.extend_from_slice(&[0x01, 9]);
+    head.extend_from_slice(b"localhost");
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(0x4, 0, 0, &[]));
+    // A whole request on stream 1, then the start of stream 3's HEADERS: 64 bytes announced.
+    hello.extend(h2_frame(0x1, 0x5, 1, &head));
+    let mut trickled = h2_frame(0x1, 0x5, 3, &[0x82; 64]);
+    hello.extend(trickled.drain(..10));
+    conn.write_all(&hello).await.unwrap();
+    let (mut read, mut write) = conn.into_split();
+    // One byte every quarter of the timeout: 13 s for the rest of the frame.
+    let trickle = tokio::spawn(async move {
+        for byte in trickled {
+            tokio::time::sleep(HEADER_TIMEOUT / 4).await;
+            if write.write_all(&[byte]).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = read.read(&mut buf).await {
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    trickle.abort();
+    let frames = h2_frames(&got);
+    assert!(closed.is_ok(), "still open while the headers trickle: {frames:?}");
+    let (answered, ping, goaway) = (
+        frames.iter().position(|f| f.0 == 0x1 && f.2 == 1),
+        frames.iter().position(|f| f.0 == 0x6 && f.1 & 0x1 == 0),
+        frames.iter().position(|f| f.0 == 0x7),
+    );
+    assert!(answered.is_some() && ping.is_some() && goaway.is_some(), "{frames:?}");
+    assert!(answered < ping && ping < goaway, "{frames:?}");
+    assert!(!frames.iter().any(|f| f.2 == 3), "stream 3 was never a request: {frames:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_body_that_stops_arriving_is_a_408_and_the_connection_closes() {
     let (_h, addr) = impatient().await;
     let mut conn = TcpStream::connect(&addr).await.unwrap();
@@ -613,15 +665,67 @@ async fn a_request_body_that_stops_arriving_is_a_408_and_the_connection_closes()
     assert!(got.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{got}");
     assert!(got.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{got}");
     let body: serde_json::Value = serde_json::from_str(got.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body, stalled_body_error());
+}
+
+/// The 408 of a body that stalled for [`HEADER_TIMEOUT`].
+fn stalled_body_error() -> serde_json::Value {
     let message = format!(
         "The request body stopped arriving: nothing came for {} ms, so the gateway closed the connection.",
         HEADER_TIMEOUT.as_millis()
     );
-    assert_eq!(
-        body,
-        serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "param": null,
-            "code": "request_timeout"}})
+    serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "param": null,
+        "code": "request_timeout"}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_upload_that_stops_arriving_is_a_408_and_the_connection_closes() {
+    let (_h, addr) = impatient().await;
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    // The multipart body stops in the middle of the file's first line, before any S3 call.
+    let body = "--b\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+                --b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\
+                Content-Type: application/jsonl\r\n\r\n{\"custom_id\": \"a\", ";
+    let head = format!(
+        "POST /v1/files HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {KEY}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n{body}"
     );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let got = String::from_utf8(until_closed(&mut conn, "a stalled upload").await).unwrap();
+    assert!(got.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{got}");
+    assert!(got.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{got}");
+    let answer: serde_json::Value = serde_json::from_str(got.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(answer, stalled_body_error());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_request_body_that_stops_arriving_is_a_408_on_its_stream() {
+    let (h, addr) = impatient().await;
+    let tcp = TcpStream::connect(&addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    // A body that sends its first bytes, then nothing, and never ends.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+    tx.send(Ok(Frame::data(Bytes::from_static(b"{\"model\":")))).await.unwrap();
+    let frames = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+    let request = Request::post(format!("{}/v1/chat/completions", h.url))
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "application/json")
+        .body(StreamBody::new(frames.boxed()))
+        .unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        let response = sender.send_request(request).await.unwrap();
+        (response.status(), text(response.into_body()).await)
+    });
+    let (status, body) = answered.await.expect("a stalled HTTP/2 body is answered");
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), stalled_body_error());
+    drop(tx);
+    // Only that stream ended: the connection serves the next one.
+    let healthz =
+        Request::get(format!("{}/healthz", h.url)).body(StreamBody::new(stream::empty().boxed())).unwrap();
+    assert_eq!(sender.send_request(healthz).await.unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

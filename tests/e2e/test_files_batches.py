@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -196,6 +197,19 @@ def lines_of(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+@pytest.fixture(scope="module")
+def impatient(gateway: Gateway, logdir: Path) -> Gateway:
+    """A second gateway on the same manifests that waits 2 s at most for a request body to go on."""
+    gw = start_gateway_proc(
+        gateway.manifests,
+        logdir,
+        name="bedrock-gateway-proxy-batch-impatient",
+        extra_args=["--header-read-timeout-ms", "2000"],
+    )
+    yield gw
+    gw.proc.stop()
+
+
 # --------------------------------------------------------------------- files
 def test_files_upload_list_retrieve_content_and_delete(client_for):
     client = client_for(QUICKSTART_KEY)
@@ -237,6 +251,54 @@ def test_a_large_file_goes_up_in_parts(client_for):
     assert created.bytes == len(body)
     assert client.files.content(created.id).content == body
     client.files.delete(created.id)
+
+
+def open_uploads(s3) -> list[str]:
+    return [u["Key"] for u in s3.list_multipart_uploads(Bucket=BUCKET, Prefix="gateway/files/").get("Uploads", [])]
+
+
+def test_an_upload_that_stops_arriving_is_a_408_and_leaves_nothing_in_s3(impatient, s3):
+    keys_before = s3.list_objects_v2(Bucket=BUCKET, Prefix="gateway/files/").get("KeyCount", 0)
+    assert open_uploads(s3) == []
+    filler = "x" * 4000
+    data = jsonl([chat_line(f"s{i}", f"{filler} {i}") for i in range(2300)])
+    boundary = "bgw-stalled-upload"
+    form = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="stalled.jsonl"\r\n'
+        "Content-Type: application/jsonl\r\n\r\n"
+    ).encode()
+    whole = len(form) + len(data) + len(f"\r\n--{boundary}--\r\n")
+    head = (
+        f"POST /v1/files HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {QUICKSTART_KEY}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {whole}\r\n\r\n"
+    ).encode()
+    host, port = impatient.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        # More than the first 8 MiB part, then nothing: the gateway has an S3 multipart upload open.
+        conn.sendall(head + form + data[: 8 * 1024 * 1024 + 100_000])
+        deadline = time.monotonic() + 20
+        while not open_uploads(s3):
+            assert time.monotonic() < deadline, "the gateway never started the multipart upload"
+            time.sleep(0.05)
+        got = b""
+        while chunk := conn.recv(65536):
+            got += chunk
+    status, _, rest = got.decode().partition("\r\n")
+    headers, _, body = rest.partition("\r\n\r\n")
+    assert status == "HTTP/1.1 408 Request Timeout", got[:500]
+    assert "connection: close" in headers.lower().split("\r\n"), headers
+    assert json.loads(body) == {
+        "error": {
+            "message": "The request body stopped arriving: nothing came for 2000 ms, so the gateway closed the connection.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "request_timeout",
+        }
+    }
+    # The upload was aborted and no object was written.
+    assert open_uploads(s3) == []
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="gateway/files/").get("KeyCount", 0) == keys_before
 
 
 @pytest.mark.parametrize(

@@ -310,6 +310,35 @@ def test_upstream_error_marks_both_spans(traced_client, receiver):
         assert client.status.code == Status.STATUS_CODE_ERROR
 
 
+def test_a_stream_refused_in_its_first_frame_marks_that_attempts_span(traced_client, receiver):
+    header, trace_id, _ = traceparent()
+    # HTTP 200, then a throttlingException as the first frame, twice; the third attempt streams.
+    # The trace id makes the body unique, so `times` counts this test's calls only.
+    text = f"one two [[sim:first-frame=throttlingException]][[sim:times=2]] {trace_id.hex()} {PROMPT_MARKER}"
+    stream = traced_client.chat.completions.create(
+        model="demo/claude-sonnet",
+        messages=[{"role": "user", "content": text}],
+        stream=True,
+        extra_headers={"traceparent": header},
+    )
+    assert [c.choices[0].finish_reason for c in stream if c.choices and c.choices[0].finish_reason] == ["stop"]
+    server, clients = by_kind(receiver.trace(trace_id, 4))
+    assert server.status.code == Status.STATUS_CODE_UNSET
+    assert attributes(server.attributes)["http.response.status_code"] == 200
+    clients.sort(key=lambda c: c.start_time_unix_nano)
+    assert len(clients) == 3
+    for refused in clients[:2]:
+        c = attributes(refused.attributes)
+        assert c["rpc.method"] == "ConverseStream"
+        assert c["http.response.status_code"] == 200
+        assert c["error.type"] == "ThrottlingException"
+        assert refused.status.code == Status.STATUS_CODE_ERROR
+        assert refused.status.message.startswith("Bedrock is rate limiting requests to model `demo/claude-sonnet`")
+    answered = attributes(clients[2].attributes)
+    assert answered["http.response.status_code"] == 200 and "error.type" not in answered
+    assert clients[2].status.code == Status.STATUS_CODE_UNSET
+
+
 def test_image_generation_is_a_generate_content_span(traced_client, receiver):
     header, trace_id, parent_id = traceparent()
     r = traced_client.images.generate(

@@ -15,8 +15,6 @@
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 
-use crate::error::ApiError;
-
 /// Largest frame accepted: botocore's limits (24 MiB payload, 128 KiB headers) plus framing.
 const MAX_FRAME_LEN: usize = 24 * 1024 * 1024 + 128 * 1024 + 16;
 /// Prelude (12 bytes) plus message CRC (4 bytes): the smallest possible frame.
@@ -57,16 +55,11 @@ pub enum StreamFrame {
 }
 
 /// The body is not a valid event stream (bad checksum, impossible length, missing headers).
+/// It names the check that failed, for the log; the caller gets one message for every such
+/// case, `resilience::stream_malformed`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("malformed event stream from Bedrock: {0}")]
 pub struct FrameError(String);
-
-impl FrameError {
-    /// The error the caller sees: Bedrock sent something unusable, so 502.
-    pub fn to_api_error(&self) -> ApiError {
-        ApiError::bad_gateway(format!("Bedrock sent a response the gateway could not read ({}).", self.0))
-    }
-}
 
 /// Incremental event-stream decoder; see the module docs.
 #[derive(Debug, Default)]
@@ -86,11 +79,6 @@ impl EventStreamDecoder {
         if self.failed.is_none() {
             self.buf.extend_from_slice(chunk);
         }
-    }
-
-    /// True when bytes of an unfinished frame are buffered (a body ending now was cut short).
-    pub fn has_partial_frame(&self) -> bool {
-        !self.buf.is_empty()
     }
 
     /// The next whole frame, `Ok(None)` when more bytes are needed.

@@ -30,7 +30,6 @@ use api::config::ModelKind;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use http::{Method, Request, Response};
-use hyper::body::Incoming;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::files::{self, form_pairs, json, meta, new_token, store_of};
@@ -47,6 +46,7 @@ use crate::error::ApiError;
 use crate::openai::batches::{Batch, BatchList, LineChecker, batch_id, job_arn, parse_create_batch};
 use crate::openai::files::{FileId, Purpose};
 use crate::openai::parse::invalid;
+use crate::request_body::RequestBody;
 use crate::s3::{Store, Writer};
 use crate::server::App;
 use crate::snapshot::{AccountRoute, Snapshot};
@@ -76,7 +76,7 @@ impl Default for BatchSettings {
 }
 
 /// Answers every `/v1/batches` request.
-pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+pub async fn handle(app: &Arc<App>, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
     let snapshot = snapshot(app)?;
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();
@@ -246,7 +246,7 @@ async fn create(
     app: &Arc<App>,
     snapshot: &Snapshot,
     subject: &Subject,
-    body: Incoming,
+    body: RequestBody,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let request = parse_create_batch(&read_body(app, body).await?)?;
     let output_expires_after = request

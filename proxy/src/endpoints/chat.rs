@@ -23,6 +23,7 @@ use crate::error::ApiError;
 use crate::limits::Admission;
 use crate::openai::chat::{ChatCompletion, ChatCompletionRequest, Choice, Usage, parse_chat_request};
 use crate::otel;
+use crate::request_body::RequestBody;
 use crate::resilience::{self, Operation, Prepare, Prepared};
 use crate::server::App;
 use crate::snapshot::Route;
@@ -40,7 +41,7 @@ pub const SERVED_BY: &str = "x-bedrock-gateway-served-by";
 /// Handles one chat completion, streaming or not, and records its metrics.
 pub async fn completions(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     started: Instant,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let mut model_label = String::from("-");
@@ -51,7 +52,7 @@ pub async fn completions(
 
 async fn complete(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     started: Instant,
     model_label: &mut String,
 ) -> Result<Response<ResponseBody>, ApiError> {

@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use api::config::ModelKind;
 use http::{HeaderMap, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::{authorize, invoke_all, json_response, read_body, read_json, record_request, snapshot};
 use crate::bedrock::embeddings::{CohereEmbedResponse, TitanEmbedResponse};
@@ -14,6 +13,7 @@ use crate::bedrock::models::{EmbeddingFamily, embedding_family};
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::openai::embeddings::parse_embedding_request;
+use crate::request_body::RequestBody;
 use crate::server::App;
 use crate::translate::{embeddings_cohere, embeddings_titan};
 use crate::usage::{self, Record, Tokens};
@@ -25,7 +25,7 @@ const INPUT_TOKENS_HEADER: &str = "x-amzn-bedrock-input-token-count";
 /// Handles one embeddings request and records its metrics.
 pub async fn create(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     started: Instant,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let mut model_label = String::from("-");
@@ -36,7 +36,7 @@ pub async fn create(
 
 async fn embed(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     started: Instant,
     model_label: &mut String,
 ) -> Result<Response<ResponseBody>, ApiError> {

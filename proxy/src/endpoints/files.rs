@@ -26,10 +26,9 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use http::header::CONTENT_TYPE;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyDataStream;
-use hyper::body::Incoming;
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use super::{FAN_OUT, authorize, json_response, resource_segments, snapshot, unix_now};
+use super::{FAN_OUT, authorize, json_response, resource_segments, snapshot, unix_now, unreadable_body};
 use crate::auth::Subject;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
@@ -37,6 +36,7 @@ use crate::openai::batches::LineChecker;
 use crate::openai::files::{DeletedFile, ExpiresAfter, FileId, FileList, FileObject, Purpose};
 use crate::openai::images::multipart_error;
 use crate::openai::parse::invalid;
+use crate::request_body::{RequestBody, RequestBodyError};
 use crate::s3::{Listed, ObjectInfo, Store, Writer};
 use crate::server::App;
 use crate::snapshot::{AccountRoute, Snapshot};
@@ -75,7 +75,7 @@ pub(crate) fn s3_http() -> &'static SharedHttpClient {
 }
 
 /// Answers every `/v1/files` request.
-pub async fn handle(app: &Arc<App>, req: Request<Incoming>) -> Result<Response<ResponseBody>, ApiError> {
+pub async fn handle(app: &Arc<App>, req: Request<RequestBody>) -> Result<Response<ResponseBody>, ApiError> {
     let snapshot = snapshot(app)?;
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_owned();
@@ -472,7 +472,7 @@ async fn upload(
     snapshot: &Snapshot,
     subject: &Subject,
     content_type: Option<&str>,
-    body: Incoming,
+    body: RequestBody,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let boundary = content_type.and_then(|ct| multer::parse_boundary(ct).ok()).ok_or_else(|| {
         ApiError::invalid_request(
@@ -492,9 +492,9 @@ async fn upload(
     let mut expiry = ExpiryFields::default();
     let mut uploaded: Option<(String, u64, Destination)> = None;
     let result = async {
-        while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
+        while let Some(mut field) = form.next_field().await.map_err(upload_error)? {
             match field.name().unwrap_or_default() {
-                "purpose" => purpose = Some(field.text().await.map_err(multipart_error)?),
+                "purpose" => purpose = Some(field.text().await.map_err(upload_error)?),
                 "file" if uploaded.is_none() => {
                     if let Some(p) = purpose.as_deref().filter(|p| *p != "batch") {
                         return Err(unsupported_purpose(p));
@@ -503,7 +503,7 @@ async fn upload(
                     let expires_after = expiry.seconds()?;
                     let mut streaming = Streaming::new(snapshot, subject, &filename, expires_after);
                     let fed = async {
-                        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                        while let Some(chunk) = field.chunk().await.map_err(upload_error)? {
                             streaming.feed(&chunk).await?;
                         }
                         Ok(())
@@ -598,6 +598,17 @@ impl ExpiryFields {
             }
         }
     }
+}
+
+/// The caller's error for an upload multer could not read: the request body's own error (a
+/// 408 for a stalled upload) when that is the cause, else the multipart error.
+fn upload_error(error: multer::Error) -> ApiError {
+    if let multer::Error::StreamReadFailed(cause) = &error
+        && let Some(body) = cause.downcast_ref::<RequestBodyError>()
+    {
+        return unreadable_body(body);
+    }
+    multipart_error(error)
 }
 
 fn unsupported_purpose(purpose: &str) -> ApiError {

@@ -8,7 +8,6 @@ use std::time::Instant;
 use api::config::ModelKind;
 use http::header::CONTENT_TYPE;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::{
     authorize, invoke_all, invoke_model, json_response, read_body, read_json, record_request, snapshot,
@@ -21,6 +20,7 @@ use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::limits::Admission;
 use crate::openai::images::{ImagesResponse, parse_edit_request, parse_generation_request};
+use crate::request_body::RequestBody;
 use crate::server::App;
 use crate::snapshot::{Route, Snapshot};
 use crate::translate::{images_nova, images_stability};
@@ -31,7 +31,7 @@ const ENDPOINT: &str = "images";
 /// Handles `POST /v1/images/generations` and records its metrics.
 pub async fn generations(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     started: Instant,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let mut model_label = String::from("-");
@@ -43,7 +43,7 @@ pub async fn generations(
 /// Handles `POST /v1/images/edits` (multipart/form-data) and records its metrics.
 pub async fn edits(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     started: Instant,
 ) -> Result<Response<ResponseBody>, ApiError> {
     let mut model_label = String::from("-");
@@ -62,7 +62,7 @@ enum Calls<'a> {
 
 async fn generate(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     started: Instant,
     model_label: &mut String,
 ) -> Result<Response<ResponseBody>, ApiError> {
@@ -86,7 +86,7 @@ async fn generate(
 
 async fn edit(
     app: &Arc<App>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     started: Instant,
     model_label: &mut String,
 ) -> Result<Response<ResponseBody>, ApiError> {

@@ -27,6 +27,7 @@ use crate::bedrock::errors::api_error;
 use crate::body::ResponseBody;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::request_body::{RequestBody, RequestBodyError};
 use crate::resilience::{self, Operation, Prepared};
 use crate::server::App;
 use crate::snapshot::{Route, Snapshot};
@@ -43,34 +44,27 @@ pub fn snapshot(app: &App) -> Result<Arc<Snapshot>, ApiError> {
         .ok_or_else(|| ApiError::unavailable("The gateway has not loaded its configuration yet."))
 }
 
-/// Reads a request body up to the configured limit (413 beyond it). A client that sends no part
-/// of it for `--header-read-timeout-ms` gets a 408: a slow body would otherwise hold the
-/// connection and its concurrency slot forever.
-pub async fn read_body(app: &App, body: Incoming) -> Result<Bytes, ApiError> {
+/// Reads a request body up to the configured limit (413 beyond it); one that stalls is a 408
+/// (see [`crate::request_body`]).
+pub async fn read_body(app: &App, body: RequestBody) -> Result<Bytes, ApiError> {
     let mut body = Limited::new(body, app.max_body_bytes);
     // A body that comes in one frame (most JSON requests) is kept as it is, without a copy.
     let mut whole = Bytes::new();
     let mut joined: Option<BytesMut> = None;
-    loop {
-        let frame = match tokio::time::timeout(app.header_read_timeout, body.frame()).await {
-            Err(_) => return Err(body_stalled(app.header_read_timeout)),
-            Ok(None) => break,
-            Ok(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "invalid_request_error",
-                    format!(
-                        "The request body is larger than the gateway's limit of {} bytes.",
-                        app.max_body_bytes
-                    ),
-                )
-                .with_code("request_too_large"));
-            }
-            Ok(Some(Err(_))) => {
-                return Err(ApiError::invalid_request("The request body could not be read completely."));
-            }
-            Ok(Some(Ok(frame))) => frame,
-        };
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| match e.downcast::<RequestBodyError>() {
+            Ok(e) => unreadable_body(&e),
+            // Limited's own error: the only other one.
+            Err(_) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                format!(
+                    "The request body is larger than the gateway's limit of {} bytes.",
+                    app.max_body_bytes
+                ),
+            )
+            .with_code("request_too_large"),
+        })?;
         let Ok(data) = frame.into_data() else { continue };
         match &mut joined {
             Some(buf) => buf.extend_from_slice(&data),
@@ -86,17 +80,21 @@ pub async fn read_body(app: &App, body: Incoming) -> Result<Bytes, ApiError> {
     Ok(joined.map_or(whole, BytesMut::freeze))
 }
 
-/// The 408 of a request body that stopped arriving.
-fn body_stalled(waited: std::time::Duration) -> ApiError {
-    ApiError::new(
-        StatusCode::REQUEST_TIMEOUT,
-        "invalid_request_error",
-        format!(
-            "The request body stopped arriving: nothing came for {} ms, so the gateway closed the connection.",
-            waited.as_millis()
-        ),
-    )
-    .with_code("request_timeout")
+/// The caller's error for a request body that could not be read: a 408 for one that stopped
+/// arriving (the server then closes an HTTP/1 connection), a 400 for a broken one.
+pub fn unreadable_body(error: &RequestBodyError) -> ApiError {
+    match error {
+        RequestBodyError::Stalled(waited) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            format!(
+                "The request body stopped arriving: nothing came for {} ms, so the gateway closed the connection.",
+                waited.as_millis()
+            ),
+        )
+        .with_code("request_timeout"),
+        RequestBodyError::Read(_) => ApiError::invalid_request("The request body could not be read completely."),
+    }
 }
 
 /// The segments of `path` after `prefix`: none (the collection), an id, or an id and one of

@@ -240,17 +240,23 @@ fn system_time(instant: Instant) -> SystemTime {
     SystemTime::now() - instant.elapsed()
 }
 
-/// The CLIENT span of one Bedrock call, a child of the request's span.
+/// The CLIENT span of one Bedrock attempt, a child of the request's span: signing, the call
+/// and, for a stream, its first frame (which can still refuse the call). Does nothing when no
+/// request span is being recorded.
 pub struct BedrockCall {
-    span: Span,
+    span: Option<Span>,
+    /// Whether a failure is recorded: the first one names the attempt's `error.type`.
+    failed: bool,
 }
 
 impl BedrockCall {
-    /// Starts the span of a call to `target`; `None` when no request span is being recorded.
-    pub fn start(target: &Target) -> Option<BedrockCall> {
-        if !super::started() {
-            return None;
-        }
+    /// Starts the span of a call to `target`.
+    pub fn start(target: &Target) -> BedrockCall {
+        let span = super::started().then(|| Self::child_span(target)).flatten();
+        BedrockCall { span, failed: false }
+    }
+
+    fn child_span(target: &Target) -> Option<Span> {
         Context::map_current(|cx| {
             let scope = cx.get::<Scope>()?;
             if !cx.span().is_recording() {
@@ -274,41 +280,50 @@ impl BedrockCall {
             if let Some(port) = target.uri.port_u16().or_else(|| default_port(&target.uri)) {
                 attributes.push(KeyValue::new("server.port", i64::from(port)));
             }
-            let span = scope
-                .tracer
-                .span_builder(format!("{} {model}", scope.operation))
-                .with_kind(SpanKind::Client)
-                .with_attributes(attributes)
-                .start_with_context(&scope.tracer, cx);
-            Some(BedrockCall { span })
+            Some(
+                scope
+                    .tracer
+                    .span_builder(format!("{} {model}", scope.operation))
+                    .with_kind(SpanKind::Client)
+                    .with_attributes(attributes)
+                    .start_with_context(&scope.tracer, cx),
+            )
         })
     }
 
-    /// Records Bedrock's answer (status, `x-amzn-requestid`, `x-amzn-errortype`) and ends the span.
-    pub fn finish<B>(mut self, result: &Result<Response<B>, ApiError>) {
-        match result {
-            Ok(response) => {
-                let status = response.status();
-                self.span
-                    .set_attribute(KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
-                let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
-                if let Some(id) = header("x-amzn-requestid") {
-                    self.span.set_attribute(KeyValue::new("aws.request_id", id.to_owned()));
-                }
-                if !status.is_success() {
-                    let error = header("x-amzn-errortype")
-                        .map(|v| v.split(':').next().unwrap_or(v).to_owned())
-                        .unwrap_or_else(|| status.as_str().to_owned());
-                    self.span.set_attribute(KeyValue::new("error.type", error));
-                    self.span.set_status(Status::error(format!("Bedrock answered {status}")));
-                }
-            }
-            Err(error) => {
-                self.span.set_attribute(KeyValue::new("error.type", error.code.unwrap_or(error.kind)));
-                self.span.set_status(Status::error(error.message.clone()));
-            }
+    /// Records Bedrock's response head: the status, `x-amzn-requestid` and, for an HTTP error,
+    /// `x-amzn-errortype` as the failure.
+    pub fn answered<B>(&mut self, response: &Response<B>) {
+        let Some(span) = &mut self.span else { return };
+        let status = response.status();
+        span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+        if let Some(id) = header("x-amzn-requestid") {
+            span.set_attribute(KeyValue::new("aws.request_id", id.to_owned()));
         }
-        self.span.end();
+        if !status.is_success() {
+            let error =
+                header("x-amzn-errortype").map_or(status.as_str(), |v| v.split(':').next().unwrap_or(v));
+            self.failed(error, &format!("Bedrock answered {status}"));
+        }
+    }
+
+    /// Marks the attempt failed: `error.type` and an error status with `message`. The first
+    /// failure recorded is the one kept.
+    pub fn failed(&mut self, error_type: &str, message: &str) {
+        let Some(span) = &mut self.span else { return };
+        if std::mem::replace(&mut self.failed, true) {
+            return;
+        }
+        span.set_attribute(KeyValue::new("error.type", error_type.to_owned()));
+        span.set_status(Status::error(message.to_owned()));
+    }
+
+    /// Ends the span.
+    pub fn end(self) {
+        if let Some(mut span) = self.span {
+            span.end();
+        }
     }
 }
 
@@ -371,6 +386,6 @@ mod tests {
         request_model("demo/claude-sonnet");
         finish_reasons([FinishReason::Stop]);
         let target = Target::model_operation("http://127.0.0.1:9/", "m", "converse", "us-east-1").unwrap();
-        assert!(BedrockCall::start(&target).is_none());
+        assert!(BedrockCall::start(&target).span.is_none());
     }
 }
