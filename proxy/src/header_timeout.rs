@@ -27,6 +27,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper::server::conn::http1;
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -36,6 +37,11 @@ use tokio::time::Sleep;
 pub fn configure(builder: &mut auto::Builder<TokioExecutor>, timeout: Duration) {
     builder.http1().timer(TokioTimer::new()).header_read_timeout(timeout);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(timeout).keep_alive_timeout(timeout);
+}
+
+/// [`configure`]'s HTTP/1 settings on a builder that serves HTTP/1 only.
+pub fn configure_http1(builder: &mut http1::Builder, timeout: Duration) {
+    builder.timer(TokioTimer::new()).header_read_timeout(timeout);
 }
 
 /// Wraps a new connection's `io` and `service` so that the connection fails unless a first

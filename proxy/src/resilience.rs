@@ -103,7 +103,7 @@ impl Operation {
 
     fn accept(self) -> &'static str {
         match self {
-            Operation::ConverseStream => "application/vnd.amazon.eventstream",
+            Operation::ConverseStream => crate::upstream::EVENT_STREAM,
             Operation::Converse | Operation::Invoke => "application/json",
         }
     }

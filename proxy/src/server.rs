@@ -13,10 +13,11 @@ use http::header::{CONNECTION, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown, Watcher};
 use opentelemetry::context::FutureExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -258,6 +259,10 @@ async fn serve_with<F, Fut>(
     // HTTP/1.1 and HTTP/2 on one port: h2c with prior knowledge, or h2 chosen by ALPN over TLS.
     let mut builder = auto::Builder::new(TokioExecutor::new());
     header_timeout::configure(&mut builder, app.header_read_timeout);
+    let mut http1 = http1::Builder::new();
+    header_timeout::configure_http1(&mut http1, app.header_read_timeout);
+    // Shared: each connection's task holds a pointer to them, not its own copy.
+    let (builder, http1) = (Arc::new(builder), Arc::new(http1));
     let graceful = GracefulShutdown::new();
     // Dropped at shutdown: wakes the connections still waiting for their first bytes.
     let (closing_tx, closing) = watch::channel(());
@@ -306,12 +311,13 @@ async fn serve_with<F, Fut>(
         let timeout = app.header_read_timeout;
         let Some(tls) = mode.tls.clone() else {
             let mut closing = closing.clone();
+            let http1 = http1.clone();
             tokio::spawn(async move {
                 // One header-read deadline from accept: the protocol sniff and the first request.
                 let deadline = tokio::time::Instant::now() + timeout;
-                let builder = tokio::select! {
-                    builder = tokio::time::timeout_at(deadline, for_protocol(builder, &stream)) => match builder {
-                        Ok(builder) => builder,
+                let protocol = tokio::select! {
+                    protocol = tokio::time::timeout_at(deadline, protocol(&stream)) => match protocol {
+                        Ok(protocol) => protocol,
                         Err(_) => return,
                     },
                     // At shutdown a connection that has sent nothing is closed, as hyper closes one
@@ -320,7 +326,20 @@ async fn serve_with<F, Fut>(
                 };
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 let (io, service) = header_timeout::guard(TokioIo::new(stream), service, left);
-                serve_connection(builder, io, service, watcher, peer).await
+                // HTTP/1 is served by hyper's own HTTP/1 connection, which this task holds inline;
+                // the others are boxed, so their larger state does not size every connection's task.
+                match protocol {
+                    Some(Version::HTTP_11) => watch(http1.serve_connection(io, service), watcher, peer).await,
+                    Some(_) => {
+                        let builder = auto::Builder::clone(&builder).http2_only();
+                        Box::pin(watch(builder.serve_connection(io, service).into_owned(), watcher, peer))
+                            .await
+                    }
+                    None => {
+                        Box::pin(watch(builder.serve_connection(io, service).into_owned(), watcher, peer))
+                            .await
+                    }
+                }
             });
             continue;
         };
@@ -331,7 +350,7 @@ async fn serve_with<F, Fut>(
                 Ok(Ok(_)) if app.draining.load(Ordering::SeqCst) => {}
                 Ok(Ok(stream)) => {
                     let (io, service) = header_timeout::guard(TokioIo::new(stream), service, timeout);
-                    serve_connection(builder, io, service, watcher, peer).await
+                    watch(builder.serve_connection(io, service).into_owned(), watcher, peer).await
                 }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -367,39 +386,27 @@ fn closing_if(has_body: bool, mut response: Response<ResponseBody>) -> Response<
 /// The first bytes of an HTTP/2 connection (RFC 9113 section 3.4): h2c with prior knowledge.
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// `builder` set to the protocol the client's first bytes announce, told from a `peek` that leaves
-/// them in the socket. The auto builder would read them (at most 24 bytes) and hand them back to
-/// hyper first: hyper's HTTP/1 read buffer then holds 24 bytes when it asks for 8 KB free and
-/// doubles to 16 KB for the connection's life. The decision is the auto builder's: HTTP/1 as soon
-/// as a byte differs from the preface, HTTP/2 on the whole preface; a partial preface, end of
-/// stream or error leaves the connection to the auto builder as before.
-async fn for_protocol(
-    builder: auto::Builder<TokioExecutor>,
-    stream: &TcpStream,
-) -> auto::Builder<TokioExecutor> {
+/// The protocol the client's first bytes announce (`None`: not yet known), told from a `peek` that
+/// leaves them in the socket. hyper_util's auto builder would read them (at most 24 bytes) and hand
+/// them back to hyper first: hyper's HTTP/1 read buffer then holds 24 bytes when it asks for 8 KB
+/// free and doubles to 16 KB for the connection's life. The decision is the auto builder's: HTTP/1
+/// as soon as a byte differs from the preface, HTTP/2 on the whole preface; a partial preface, end
+/// of stream or error leaves the connection to the auto builder as before.
+async fn protocol(stream: &TcpStream) -> Option<Version> {
     let mut first = [0u8; H2_PREFACE.len()];
     match stream.peek(&mut first).await {
-        Ok(n) if n > 0 && first[..n] != H2_PREFACE[..n] => builder.http1_only(),
-        Ok(n) if n == H2_PREFACE.len() => builder.http2_only(),
-        _ => builder,
+        Ok(n) if n > 0 && first[..n] != H2_PREFACE[..n] => Some(Version::HTTP_11),
+        Ok(n) if n == H2_PREFACE.len() => Some(Version::HTTP_2),
+        _ => None,
     }
 }
 
 /// Serves one accepted connection until it closes or, after shutdown, drains.
-async fn serve_connection<I, S>(
-    builder: auto::Builder<TokioExecutor>,
-    io: I,
-    service: S,
-    watcher: Watcher,
-    peer: SocketAddr,
-) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Held>, Error = Infallible>
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+async fn watch<C>(conn: C, watcher: Watcher, peer: SocketAddr)
+where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
 {
-    let conn = builder.serve_connection(io, service).into_owned();
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }

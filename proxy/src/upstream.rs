@@ -57,10 +57,22 @@ pub fn encode_label(label: &str) -> String {
     utf8_percent_encode(label, LABEL).to_string()
 }
 
-/// Pooled HTTP client for every Bedrock endpoint.
+/// `Accept` of Bedrock's streaming operations; their calls go to the event-stream pool.
+pub const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
+
+/// Read buffer of an event-stream connection, held for the whole stream. hyper's adaptive buffer
+/// is 8 KiB at least and grows for large bodies (right for JSON answers, which get their own pool);
+/// ConverseStream frames are a few hundred bytes. A response head must fit in it: Bedrock's are
+/// under 600 bytes.
+const STREAM_READ_BUFFER: usize = 2048;
+
+/// Pooled HTTP clients for every Bedrock endpoint.
 #[derive(Clone)]
 pub struct Upstream {
+    /// JSON answers: hyper's adaptive read buffer, which grows for large bodies (embeddings, images).
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Event streams, open for a whole answer: a fixed [`STREAM_READ_BUFFER`].
+    streams: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     connect_timeout: Duration,
 }
 
@@ -114,11 +126,12 @@ impl Upstream {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(https_connector(http));
-        Upstream { client, connect_timeout }
+        let connector = https_connector(http);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.pool_idle_timeout(Duration::from_secs(60)).pool_max_idle_per_host(256);
+        let client = builder.build(connector.clone());
+        let streams = builder.http1_read_buf_exact_size(STREAM_READ_BUFFER).build(connector);
+        Upstream { client, streams, connect_timeout }
     }
 
     /// Sends a JSON POST to `target`, signed now (a retry gets a fresh signature date); `accept`
@@ -160,7 +173,8 @@ impl Upstream {
         }
         *request.body_mut() = Full::new(body);
         let mut timed_out = false;
-        let result = self.client.request(request).await.map_err(|e| {
+        let client = if accept == EVENT_STREAM { &self.streams } else { &self.client };
+        let result = client.request(request).await.map_err(|e| {
             tracing::warn!(error = %e, uri = %target.uri, "Bedrock request failed before a response");
             timed_out = connect_timed_out(&e);
             if timed_out {

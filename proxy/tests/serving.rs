@@ -748,3 +748,21 @@ async fn a_body_that_trickles_longer_than_the_timeout_in_all_is_served() {
     assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
     assert!(got.contains("\"object\":\"chat.completion\""), "{got}");
 }
+
+#[tokio::test]
+async fn a_stream_event_larger_than_the_stream_read_buffer_arrives_whole() {
+    // Bedrock streams are read through a 2 KiB buffer: a 6,000-byte delta takes several reads.
+    let h = Harness::start().await;
+    let long = "x".repeat(6000);
+    let body = chat_request(&format!("[[sim:reply={long} end]]"), true);
+    let r = h.chat(serde_json::from_str(&body).unwrap()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let events = sse_events(&r.text());
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let text: String = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(text, format!("{long} end"));
+}
