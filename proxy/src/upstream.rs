@@ -1,5 +1,8 @@
-//! The connection to Bedrock: one pooled HTTP client (rustls for https, plain http for
-//! simulators and VPC test endpoints) and per-request signing, SigV4 or bearer.
+//! The connection to Bedrock: pooled HTTP/1 connections (rustls for https, plain http for
+//! simulators and VPC test endpoints), each driven by the request using it ([`pool`]), and
+//! per-request signing, SigV4 or bearer.
+
+mod pool;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,15 +16,14 @@ use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use crate::credentials::{AccountCredentials, Authorization};
 use crate::error::ApiError;
 use crate::otel::BedrockCall;
+
+pub use pool::PooledBody as UpstreamBody;
 
 /// How requests of one account are authenticated to AWS: its [`AccountCredentials`].
 pub type Signer = AccountCredentials;
@@ -61,7 +63,7 @@ pub fn encode_label(label: &str) -> String {
 /// Pooled HTTP client for every Bedrock endpoint.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    pool: Arc<pool::Pool>,
     connect_timeout: Duration,
 }
 
@@ -73,6 +75,12 @@ impl Default for Upstream {
 
 /// Default of `--connect-timeout-ms`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a keep-alive connection may wait unused before it is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Most idle connections kept per endpoint.
+const MAX_IDLE_PER_HOST: usize = 256;
 
 /// Why a request got no response from Bedrock.
 #[derive(Debug)]
@@ -115,11 +123,8 @@ impl Upstream {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(https_connector(http));
-        Upstream { client, connect_timeout }
+        let pool = pool::Pool::new(https_connector(http), IDLE_TIMEOUT, MAX_IDLE_PER_HOST);
+        Upstream { pool: Arc::new(pool), connect_timeout }
     }
 
     /// Sends a JSON POST to `target`, signed now (a retry gets a fresh signature date); `accept`
@@ -130,7 +135,7 @@ impl Upstream {
         signer: &Signer,
         body: Bytes,
         accept: &'static str,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
         self.send(Method::POST, target, signer, body, accept).await
     }
 
@@ -142,7 +147,7 @@ impl Upstream {
         signer: &Signer,
         body: Bytes,
         accept: &'static str,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
         let mut request = Request::builder()
             .method(method)
             .uri(target.uri.clone())
@@ -160,11 +165,21 @@ impl Upstream {
             }
         }
         *request.body_mut() = Full::new(body);
+        // Signed with the full URI; sent in origin form (the connection is to its authority).
+        if let Some(path) = target.uri.path_and_query() {
+            *request.uri_mut() = Uri::from(path.clone());
+        }
         let span = BedrockCall::start(target);
         let mut timed_out = false;
-        let result = self.client.request(request).await.map_err(|e| {
+        let result = self.pool.send(&target.uri, request).await.map_err(|e| {
+            let e: &(dyn std::error::Error + 'static) = match &e {
+                pool::Failure::Connect(e) => {
+                    timed_out = connect_timed_out(e.as_ref());
+                    e.as_ref()
+                }
+                pool::Failure::Send(e) => e,
+            };
             tracing::warn!(error = %e, uri = %target.uri, "Bedrock request failed before a response");
-            timed_out = connect_timed_out(&e);
             if timed_out {
                 return ApiError::new(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -185,13 +200,10 @@ impl Upstream {
     }
 }
 
-/// Whether `error` is the connector giving up after the connect timeout (an `io::Error` of kind
-/// `TimedOut` in its causes) rather than a refused or broken connection.
-fn connect_timed_out(error: &hyper_util::client::legacy::Error) -> bool {
-    if !error.is_connect() {
-        return false;
-    }
-    let mut cause = std::error::Error::source(error);
+/// Whether a connect `error` is the connector giving up after the connect timeout (an
+/// `io::Error` of kind `TimedOut` in its causes) rather than a refused connection.
+fn connect_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
     while let Some(e) = cause {
         if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
             return true;

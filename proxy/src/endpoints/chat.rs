@@ -31,6 +31,7 @@ use crate::translate::chat_converse::{
     ChatStream, ReplyContext, chat_completion, converse_request, guardrail_config,
 };
 use crate::translate::{StreamStep, StreamTranslator};
+use crate::upstream::UpstreamBody;
 use crate::usage::{self, Record, chat_tokens, content};
 
 const ENDPOINT: &str = "chat";
@@ -270,7 +271,7 @@ struct StreamFinish {
 /// that goes away drops it, and with it the upstream call. A Bedrock stream silent for longer than
 /// the idle timeout ends with an error event.
 struct SseBody {
-    upstream: Incoming,
+    upstream: UpstreamBody,
     decoder: EventStreamDecoder,
     translator: ChatStream,
     out: BytesMut,
