@@ -68,7 +68,8 @@ async fn a_stream_the_client_abandons_closes_its_connection_and_the_next_call_op
 enum Behaviour {
     /// Answers every request on the connection with `200 ok` (keep-alive).
     KeepAlive,
-    /// Answers one request with `200 ok` (no `Connection: close`), then closes.
+    /// Answers one request with `200 ok` (no `Connection: close`), then closes the connection
+    /// 20 ms later, while the client holds it idle.
     AnswerThenClose,
     /// Reads the request and closes without answering.
     CloseUnanswered,
@@ -109,6 +110,7 @@ async fn serve(mut tcp: TcpStream, behaviour: Behaviour) {
             .await
             .unwrap();
         if let Behaviour::AnswerThenClose = behaviour {
+            tokio::time::sleep(Duration::from_millis(20)).await;
             return;
         }
     }
@@ -140,7 +142,7 @@ async fn a_connection_the_server_closed_while_idle_is_replaced_without_failing_t
     for _ in 0..3 {
         assert_eq!(ping(&upstream, &url).await.unwrap(), "ok");
         // Time for the server's close to reach the idle connection.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }
