@@ -245,11 +245,19 @@ fn sign_v4(
 
 /// `http` wrapped in rustls (ring, webpki roots; HTTP/1.1), plain http kept for simulators.
 pub(crate) fn https_connector<R>(http: HttpConnector<R>) -> HttpsConnector<HttpConnector<R>> {
+    https_connector_with(http, rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
+}
+
+/// Like [`https_connector`], trusting `roots`.
+fn https_connector_with<R>(
+    http: HttpConnector<R>,
+    roots: rustls::RootCertStore,
+) -> HttpsConnector<HttpConnector<R>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("ring supports the default TLS versions")
-        .with_root_certificates(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
+        .with_root_certificates(roots)
         .with_no_client_auth();
     hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)

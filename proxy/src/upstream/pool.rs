@@ -363,3 +363,94 @@ impl Drop for PooledBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use http::header::HOST;
+    use http_body_util::BodyExt;
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A TLS server for `localhost` (a self-signed certificate) answering every request `200 ok`
+    /// with keep-alive: its port, its certificate and how many connections it accepted.
+    async fn tls_server() -> (u16, rustls::pki_types::CertificateDer<'static>, Arc<AtomicUsize>) {
+        let rcgen::CertifiedKey { cert, key_pair } =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert.der().clone()], key)
+                .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let mut head = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&chunk[..n]),
+                        }
+                        if head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            head.clear();
+                            tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        (port, cert.der().clone(), accepted)
+    }
+
+    fn pool(roots: rustls::RootCertStore) -> Arc<Pool> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        Arc::new(Pool::new(super::super::https_connector_with(http, roots), Duration::from_secs(60), 4))
+    }
+
+    async fn get(pool: &Arc<Pool>, port: u16) -> Result<Bytes, Failure> {
+        let uri: Uri = format!("https://localhost:{port}/ping").parse().unwrap();
+        let request = Request::get("/ping")
+            .header(HOST, format!("localhost:{port}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = pool.send(&uri, request).await?;
+        Ok(response.into_body().collect().await.unwrap().to_bytes())
+    }
+
+    #[tokio::test]
+    async fn https_connections_verify_the_roots_and_are_reused() {
+        let (port, cert, accepted) = tls_server().await;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let trusting = pool(roots);
+        for _ in 0..3 {
+            assert_eq!(get(&trusting, port).await.unwrap(), "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+        // The webpki roots do not know the self-signed certificate: no connection, nothing sent.
+        let strict = pool(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() });
+        let Err(Failure::Connect(error)) = get(&strict, port).await else {
+            panic!("an untrusted certificate was accepted")
+        };
+        assert!(format!("{error:?}").contains("UnknownIssuer"), "{error:?}");
+    }
+}
