@@ -123,7 +123,8 @@ impl Upstream {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
-        let pool = pool::Pool::new(https_connector(http), IDLE_TIMEOUT, MAX_IDLE_PER_HOST);
+        let http1 = hyper::client::conn::http1::Builder::new();
+        let pool = pool::Pool::new(https_connector(http), http1, IDLE_TIMEOUT, MAX_IDLE_PER_HOST);
         Upstream { pool: Arc::new(pool), connect_timeout }
     }
 

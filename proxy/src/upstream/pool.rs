@@ -56,6 +56,8 @@ pub(super) enum Failure {
 /// The idle connections of every Bedrock endpoint, and how to make new ones.
 pub(super) struct Pool {
     connector: HttpsConnector<HttpConnector>,
+    /// HTTP/1 settings of every connection (buffer sizes and such).
+    http1: http1::Builder,
     idle: Mutex<HashMap<Key, Vec<Idle>>>,
     idle_timeout: Duration,
     max_idle_per_host: usize,
@@ -70,14 +72,16 @@ struct Idle {
 }
 
 impl Pool {
-    /// An empty pool connecting through `connector`.
+    /// An empty pool connecting through `connector`, speaking HTTP/1 as `http1` says.
     pub(super) fn new(
         connector: HttpsConnector<HttpConnector>,
+        http1: http1::Builder,
         idle_timeout: Duration,
         max_idle_per_host: usize,
     ) -> Self {
         Pool {
             connector,
+            http1,
             idle: Mutex::default(),
             idle_timeout,
             max_idle_per_host,
@@ -152,7 +156,7 @@ impl Pool {
         let mut connector = self.connector.clone();
         poll_fn(|cx| connector.poll_ready(cx)).await?;
         let io = connector.call(uri.clone()).await?;
-        let (send, connection) = http1::Builder::new().handshake(io).await?;
+        let (send, connection) = self.http1.handshake(io).await?;
         Ok(Conn::new(key, send, connection))
     }
 
@@ -422,7 +426,12 @@ mod tests {
     fn pool(roots: rustls::RootCertStore) -> Arc<Pool> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
-        Arc::new(Pool::new(super::super::https_connector_with(http, roots), Duration::from_secs(60), 4))
+        Arc::new(Pool::new(
+            super::super::https_connector_with(http, roots),
+            http1::Builder::new(),
+            Duration::from_secs(60),
+            4,
+        ))
     }
 
     async fn get(pool: &Arc<Pool>, port: u16) -> Result<Bytes, Failure> {
