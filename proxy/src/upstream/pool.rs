@@ -205,9 +205,15 @@ impl Pool {
                     expired.extend(list.drain(..n));
                     !list.is_empty()
                 });
-                if idle.is_empty() {
+                let empty = idle.is_empty();
+                if empty {
                     // Under the lock: a connection released after this starts a new reaper.
                     pool.reaping.store(false, Ordering::Release);
+                }
+                drop(idle);
+                // Closed outside the lock.
+                drop(expired);
+                if empty {
                     return;
                 }
             }
@@ -424,12 +430,16 @@ mod tests {
     }
 
     fn pool(roots: rustls::RootCertStore) -> Arc<Pool> {
+        pool_idle_for(roots, Duration::from_secs(60))
+    }
+
+    fn pool_idle_for(roots: rustls::RootCertStore, idle_timeout: Duration) -> Arc<Pool> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         Arc::new(Pool::new(
             super::super::https_connector_with(http, roots),
             http1::Builder::new(),
-            Duration::from_secs(60),
+            idle_timeout,
             4,
         ))
     }
@@ -461,5 +471,21 @@ mod tests {
             panic!("an untrusted certificate was accepted")
         };
         assert!(format!("{error:?}").contains("UnknownIssuer"), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn connections_idle_longer_than_the_idle_timeout_are_closed() {
+        let (port, cert, accepted) = tls_server().await;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let pool = pool_idle_for(roots, Duration::from_millis(100));
+        assert_eq!(get(&pool, port).await.unwrap(), "ok");
+        assert_eq!(pool.idle.lock().unwrap().len(), 1);
+        // The reaper runs every idle timeout: by the second run the connection is expired.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(pool.idle.lock().unwrap().is_empty());
+        assert!(!pool.reaping.load(Ordering::Acquire), "the reaper stops with the pool empty");
+        assert_eq!(get(&pool, port).await.unwrap(), "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 }
