@@ -22,7 +22,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::bedrock::errors::stream_exception_error;
@@ -32,7 +31,7 @@ use crate::error::ApiError;
 use crate::otel::BedrockCall;
 use crate::server::App;
 use crate::snapshot::Route;
-use crate::upstream::{SendError, Target};
+use crate::upstream::{SendError, Target, UpstreamBody};
 
 /// How hard the gateway tries before giving up on Bedrock (the `--retry-*` and timeout flags).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,7 +124,7 @@ pub struct Answer<T> {
     /// The model (and region) that answered: the requested one or a fallback.
     pub route: Arc<Route>,
     /// The response, headers read; the body not yet, except a stream's first frame.
-    pub response: Response<Incoming>,
+    pub response: Response<UpstreamBody>,
     /// For ConverseStream, what was read of the body before answering the caller.
     pub opening: Option<Opening>,
     /// What was prepared for the route that answered.
@@ -208,7 +207,7 @@ enum Failure {
 }
 
 /// A successful attempt: the response and, for a stream, its opening.
-type Opened = (Response<Incoming>, Option<Opening>);
+type Opened = (Response<UpstreamBody>, Option<Opening>);
 
 /// Up to `max_attempts` attempts at `route`.
 async fn attempts(
@@ -304,7 +303,7 @@ async fn send_once(
 async fn open_stream(
     app: &App,
     route: &Route,
-    body: &mut Incoming,
+    body: &mut UpstreamBody,
     span: &mut BedrockCall,
 ) -> Result<Opening, Failure> {
     let model = &route.model.served_name;

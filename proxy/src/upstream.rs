@@ -1,5 +1,8 @@
-//! The connection to Bedrock: one pooled HTTP client (rustls for https, plain http for
-//! simulators and VPC test endpoints) and per-request signing, SigV4 or bearer.
+//! The connection to Bedrock: pooled HTTP/1 connections (rustls for https, plain http for
+//! simulators and VPC test endpoints), each driven by the request using it ([`pool`]), and
+//! per-request signing, SigV4 or bearer.
+
+mod pool;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,14 +16,13 @@ use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use crate::credentials::{AccountCredentials, Authorization};
 use crate::error::ApiError;
+
+pub use pool::PooledBody as UpstreamBody;
 
 /// How requests of one account are authenticated to AWS: its [`AccountCredentials`].
 pub type Signer = AccountCredentials;
@@ -70,9 +72,9 @@ const STREAM_READ_BUFFER: usize = 2048;
 #[derive(Clone)]
 pub struct Upstream {
     /// JSON answers: hyper's adaptive read buffer, which grows for large bodies (embeddings, images).
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    pool: Arc<pool::Pool>,
     /// Event streams, open for a whole answer: a fixed [`STREAM_READ_BUFFER`].
-    streams: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    streams: Arc<pool::Pool>,
     connect_timeout: Duration,
 }
 
@@ -84,6 +86,12 @@ impl Default for Upstream {
 
 /// Default of `--connect-timeout-ms`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a keep-alive connection may wait unused before it is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Most idle connections kept per endpoint.
+const MAX_IDLE_PER_HOST: usize = 256;
 
 /// Why a request got no response from Bedrock.
 #[derive(Debug)]
@@ -127,11 +135,12 @@ impl Upstream {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
         let connector = https_connector(http);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder.pool_idle_timeout(Duration::from_secs(60)).pool_max_idle_per_host(256);
-        let client = builder.build(connector.clone());
-        let streams = builder.http1_read_buf_exact_size(STREAM_READ_BUFFER).build(connector);
-        Upstream { client, streams, connect_timeout }
+        let json = hyper::client::conn::http1::Builder::new();
+        let mut event_stream = hyper::client::conn::http1::Builder::new();
+        event_stream.read_buf_exact_size(Some(STREAM_READ_BUFFER));
+        let pool = pool::Pool::new(connector.clone(), json, IDLE_TIMEOUT, MAX_IDLE_PER_HOST);
+        let streams = pool::Pool::new(connector, event_stream, IDLE_TIMEOUT, MAX_IDLE_PER_HOST);
+        Upstream { pool: Arc::new(pool), streams: Arc::new(streams), connect_timeout }
     }
 
     /// Sends a JSON POST to `target`, signed now (a retry gets a fresh signature date); `accept`
@@ -142,7 +151,7 @@ impl Upstream {
         signer: &Signer,
         body: Bytes,
         accept: &'static str,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
         self.send(Method::POST, target, signer, body, accept).await
     }
 
@@ -154,7 +163,7 @@ impl Upstream {
         signer: &Signer,
         body: Bytes,
         accept: &'static str,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<UpstreamBody>, SendError> {
         let mut request = Request::builder()
             .method(method)
             .uri(target.uri.clone())
@@ -172,11 +181,21 @@ impl Upstream {
             }
         }
         *request.body_mut() = Full::new(body);
+        // Signed with the full URI; sent in origin form (the connection is to its authority).
+        if let Some(path) = target.uri.path_and_query() {
+            *request.uri_mut() = Uri::from(path.clone());
+        }
         let mut timed_out = false;
-        let client = if accept == EVENT_STREAM { &self.streams } else { &self.client };
-        let result = client.request(request).await.map_err(|e| {
+        let pool = if accept == EVENT_STREAM { &self.streams } else { &self.pool };
+        let result = pool.send(&target.uri, request).await.map_err(|e| {
+            let e: &(dyn std::error::Error + 'static) = match &e {
+                pool::Failure::Connect(e) => {
+                    timed_out = connect_timed_out(e.as_ref());
+                    e.as_ref()
+                }
+                pool::Failure::Send(e) => e,
+            };
             tracing::warn!(error = %e, uri = %target.uri, "Bedrock request failed before a response");
-            timed_out = connect_timed_out(&e);
             if timed_out {
                 return ApiError::new(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -194,13 +213,10 @@ impl Upstream {
     }
 }
 
-/// Whether `error` is the connector giving up after the connect timeout (an `io::Error` of kind
-/// `TimedOut` in its causes) rather than a refused or broken connection.
-fn connect_timed_out(error: &hyper_util::client::legacy::Error) -> bool {
-    if !error.is_connect() {
-        return false;
-    }
-    let mut cause = std::error::Error::source(error);
+/// Whether a connect `error` is the connector giving up after the connect timeout (an
+/// `io::Error` of kind `TimedOut` in its causes) rather than a refused connection.
+fn connect_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
     while let Some(e) = cause {
         if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
             return true;
@@ -242,11 +258,19 @@ fn sign_v4(
 
 /// `http` wrapped in rustls (ring, webpki roots; HTTP/1.1), plain http kept for simulators.
 pub(crate) fn https_connector<R>(http: HttpConnector<R>) -> HttpsConnector<HttpConnector<R>> {
+    https_connector_with(http, rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
+}
+
+/// Like [`https_connector`], trusting `roots`.
+fn https_connector_with<R>(
+    http: HttpConnector<R>,
+    roots: rustls::RootCertStore,
+) -> HttpsConnector<HttpConnector<R>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("ring supports the default TLS versions")
-        .with_root_certificates(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
+        .with_root_certificates(roots)
         .with_no_client_auth();
     hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)

@@ -46,6 +46,8 @@ struct State {
     keyring: Keyring,
     /// Calls the client gave up on (`GET /_sim/cancelled`).
     cancelled: Arc<AtomicU64>,
+    /// TCP connections accepted (`GET /_sim/connections`): shows whether clients keep them alive.
+    connections: AtomicU64,
     /// Calls so far by hash of path and body, for `[[sim:times=N]]`.
     attempts: Mutex<HashMap<u64, u32>>,
     batch: Arc<batch::Batch>,
@@ -113,6 +115,11 @@ impl SimHandle {
         self.state.cancelled.load(Ordering::Relaxed)
     }
 
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::Relaxed)
+    }
+
     /// Stops the server and closes open connections.
     pub fn shutdown(self) {}
 }
@@ -129,6 +136,7 @@ pub async fn spawn(config: SimConfig, listener: TcpListener) -> SimHandle {
         recorder: Recorder::default(),
         prompt_cache: cache::PromptCache::default(),
         cancelled: Arc::default(),
+        connections: AtomicU64::new(0),
         attempts: Mutex::default(),
         batch,
     });
@@ -144,6 +152,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut shutdown: wat
         };
         match accepted {
             Ok((tcp, _)) => {
+                state.connections.fetch_add(1, Ordering::Relaxed);
                 // Small event frames must leave immediately, not wait for Nagle.
                 let _ = tcp.set_nodelay(true);
                 tokio::spawn(serve_connection(tcp, Arc::clone(&state), shutdown.clone()));
@@ -275,6 +284,10 @@ fn control(state: &State, method: &Method, path: &str) -> Response<Body> {
         }
         (&Method::GET, "/_sim/cancelled") => {
             let json = format!(r#"{{"cancelled":{}}}"#, state.cancelled.load(Ordering::Relaxed));
+            response(StatusCode::OK, "application/json", json)
+        }
+        (&Method::GET, "/_sim/connections") => {
+            let json = format!(r#"{{"connections":{}}}"#, state.connections.load(Ordering::Relaxed));
             response(StatusCode::OK, "application/json", json)
         }
         (&Method::DELETE, "/_sim/requests") => {

@@ -11,7 +11,6 @@ use bytes::{Bytes, BytesMut};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame};
-use hyper::body::Incoming;
 use tokio::time::Sleep;
 
 use super::{authorize, json_response, read_body, read_whole, record_request, snapshot, unix_now};
@@ -32,6 +31,7 @@ use crate::translate::chat_converse::{
     ChatStream, ReplyContext, chat_completion, converse_request, guardrail_config,
 };
 use crate::translate::{StreamStep, StreamTranslator};
+use crate::upstream::UpstreamBody;
 use crate::usage::{self, Record, chat_tokens, content};
 
 const ENDPOINT: &str = "chat";
@@ -271,7 +271,7 @@ struct StreamFinish {
 /// that goes away drops it, and with it the upstream call. A Bedrock stream silent for longer than
 /// the idle timeout ends with an error event.
 struct SseBody {
-    upstream: Incoming,
+    upstream: UpstreamBody,
     decoder: EventStreamDecoder,
     translator: ChatStream,
     out: BytesMut,

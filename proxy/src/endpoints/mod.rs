@@ -20,7 +20,6 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use crate::auth::Subject;
 use crate::bedrock::errors::api_error;
@@ -31,6 +30,7 @@ use crate::request_body::{RequestBody, RequestBodyError};
 use crate::resilience::{self, Operation, Prepared};
 use crate::server::App;
 use crate::snapshot::{Route, Snapshot};
+use crate::upstream::UpstreamBody;
 
 /// Most Bedrock calls one request keeps in flight (embedding and image fan-out).
 pub const FAN_OUT: usize = 8;
@@ -218,7 +218,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(model: &str, body: &[u8]) -> Re
 }
 
 /// Reads a Bedrock error response and maps it to the caller's error.
-pub async fn upstream_error(metrics: &Metrics, model: &str, response: Response<Incoming>) -> ApiError {
+pub async fn upstream_error(metrics: &Metrics, model: &str, response: Response<UpstreamBody>) -> ApiError {
     let status = response.status().as_u16();
     let error_type = response
         .headers()
@@ -233,7 +233,7 @@ pub async fn upstream_error(metrics: &Metrics, model: &str, response: Response<I
 
 /// Reads a whole Bedrock response body like [`collect_limited`], giving up (504) when it stalls
 /// for longer than the idle timeout.
-pub async fn read_whole(app: &App, model: &str, body: Incoming) -> Result<Bytes, ApiError> {
+pub async fn read_whole(app: &App, model: &str, body: UpstreamBody) -> Result<Bytes, ApiError> {
     let idle = app.resilience.idle_timeout;
     tokio::time::timeout(idle, collect_limited(body))
         .await
@@ -241,7 +241,7 @@ pub async fn read_whole(app: &App, model: &str, body: Incoming) -> Result<Bytes,
 }
 
 /// Reads a whole Bedrock response body, up to [`MAX_UPSTREAM_BODY`].
-pub async fn collect_limited(body: Incoming) -> Result<Bytes, ApiError> {
+pub async fn collect_limited(body: UpstreamBody) -> Result<Bytes, ApiError> {
     Limited::new(body, MAX_UPSTREAM_BODY)
         .collect()
         .await
