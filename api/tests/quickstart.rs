@@ -7,7 +7,8 @@ use api::{Manifests, render};
 
 #[test]
 fn quickstart_renders_without_problems() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
+    let dir =
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../examples/quickstart");
     let manifests = Manifests::load_dir(&dir).unwrap_or_else(|p| panic!("quickstart does not load:\n{p}"));
     let rendered = render(&manifests).unwrap_or_else(|p| panic!("quickstart does not render:\n{p}"));
     let config = &rendered.config;

@@ -14,7 +14,10 @@ fn render(dir: &Path) -> Output {
 
 #[test]
 fn quickstart_renders_config_without_secrets() {
-    let output = render(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart"));
+    let output = render(
+        &Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+            .join("../examples/quickstart"),
+    );
     let stdout = String::from_utf8(output.stdout).unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(output.status.success(), "{stderr}");

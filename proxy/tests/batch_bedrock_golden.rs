@@ -25,7 +25,8 @@ use serde_json::json;
 
 #[test]
 fn batch_bedrock_golden() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/batch_bedrock");
+    let root = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("tests/golden/batch_bedrock");
     let update = golden_support::update();
     let mut cases: Vec<_> = fs::read_dir(&root)
         .expect("golden folder exists")

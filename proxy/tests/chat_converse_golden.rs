@@ -39,7 +39,8 @@ const CREATED: u64 = 1_700_000_000;
 
 #[test]
 fn chat_converse_golden() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/chat_converse");
+    let root = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("tests/golden/chat_converse");
     let update = std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1");
     let mut cases: Vec<_> = fs::read_dir(&root)
         .expect("golden folder exists")

@@ -39,7 +39,9 @@ const CREATED: u64 = 1_700_000_000;
 const BOUNDARY: &str = "golden-boundary-7MA4YWxkTrZu0gW";
 
 fn cases(translator: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(translator);
+    let root = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("tests/golden")
+        .join(translator);
     let mut cases: Vec<_> = fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .map(|entry| entry.expect("readable entry").path())

@@ -11,7 +11,10 @@ use proxy::bedrock::eventstream::{EventStreamDecoder, StreamFrame};
 /// contentBlockStart(toolUse), contentBlockDelta(toolUse input), contentBlockStop(1), messageStop,
 /// metadata, InvokeModel chunk, throttlingException.
 fn vectors() -> Vec<Vec<u8>> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/eventstream/vectors.hex");
+    let path = format!(
+        "{}/tests/golden/eventstream/vectors.hex",
+        std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")
+    );
     std::fs::read_to_string(path).unwrap().lines().map(|l| hex::decode(l.trim()).unwrap()).collect()
 }
 

@@ -140,9 +140,10 @@ pub struct Moto {
 impl Moto {
     /// Starts `moto_server` (from the e2e venv, or `MOTO_SERVER`) and waits until it listens.
     pub fn start() -> Moto {
-        let bin = std::env::var_os("MOTO_SERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server"));
+        let bin = std::env::var_os("MOTO_SERVER").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+                .join("../.venv/bin/moto_server")
+        });
         assert!(
             bin.exists(),
             "{} not found: install tests/e2e/requirements.txt into .venv (scripts/test does) or set MOTO_SERVER",

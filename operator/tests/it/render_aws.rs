@@ -12,7 +12,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_bedrock-gateway-operator");
 fn quickstart(sim: &str, sts: &str, extra: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("bgw-check-aws-{}-{}", std::process::id(), next_suffix()));
     std::fs::create_dir_all(&dir).unwrap();
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart");
+    let source =
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../examples/quickstart");
     for entry in std::fs::read_dir(source).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap().replace(

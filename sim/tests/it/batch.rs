@@ -134,7 +134,8 @@ struct Moto {
 
 impl Moto {
     fn start() -> Option<Moto> {
-        let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server");
+        let bin = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+            .join("../.venv/bin/moto_server");
         if !bin.exists() {
             eprintln!(
                 "SKIPPED: {} not found; run scripts/test (it installs tests/e2e/requirements.txt)",
