@@ -577,20 +577,25 @@ fn h2_frames(bytes: &[u8]) -> Vec<(u8, u8, u32)> {
     frames
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_http2_client_is_pinged_then_dropped() {
-    let (_h, addr) = impatient().await;
-    let mut conn = TcpStream::connect(&addr).await.unwrap();
-    // GET /healthz: HPACK :method GET, :scheme http (static table), :path and :authority as literals.
+/// The HTTP/2 preface, an empty SETTINGS frame and `GET /healthz` on stream 1 (END_STREAM |
+/// END_HEADERS; HPACK :method GET, :scheme http from the static table, :path and :authority as
+/// literals).
+fn h2_preface_and_healthz() -> Vec<u8> {
     let mut head = vec![0x82, 0x86, 0x04, 8];
     head.extend_from_slice(b"/healthz");
     head.extend_from_slice(&[0x01, 9]);
     head.extend_from_slice(b"localhost");
     let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     hello.extend(h2_frame(0x4, 0, 0, &[]));
-    // END_STREAM | END_HEADERS on stream 1.
     hello.extend(h2_frame(0x1, 0x5, 1, &head));
-    conn.write_all(&hello).await.unwrap();
+    hello
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_http2_client_is_pinged_then_dropped() {
+    let (_h, addr) = impatient().await;
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(&h2_preface_and_healthz()).await.unwrap();
     // Then silence: no SETTINGS ack, no PING ack.
     let frames = h2_frames(&until_closed(&mut conn, "a silent HTTP/2 client").await);
     let (headers, ping, goaway) = (
@@ -610,14 +615,8 @@ async fn http2_headers_that_trickle_on_a_later_stream_end_with_the_keep_alive_pi
     // keep-alive ping, sent after the timeout without a request or data, closes the connection.
     let (_h, addr) = impatient().await;
     let mut conn = TcpStream::connect(&addr).await.unwrap();
-    let mut head = vec![0x82, 0x86, 0x04, 8];
-    head.extend_from_slice(b"/healthz");
-    head.extend_from_slice(&[0x01, 9]);
-    head.extend_from_slice(b"localhost");
-    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    hello.extend(h2_frame(0x4, 0, 0, &[]));
     // A whole request on stream 1, then the start of stream 3's HEADERS: 64 bytes announced.
-    hello.extend(h2_frame(0x1, 0x5, 1, &head));
+    let mut hello = h2_preface_and_healthz();
     let mut trickled = h2_frame(0x1, 0x5, 3, &[0x82; 64]);
     hello.extend(trickled.drain(..10));
     conn.write_all(&hello).await.unwrap();
