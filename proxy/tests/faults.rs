@@ -424,6 +424,13 @@ async fn a_first_frame_exception_is_an_http_error_after_its_retries() {
                 "upstream_error",
             ),
         ),
+        // Bytes that are no frame: nothing to retry on, and the caller still gets no half stream.
+        (
+            "garbage",
+            1,
+            502,
+            error("Bedrock sent a malformed event stream.", "server_error", "upstream_error"),
+        ),
     ] {
         h.sim.clear_requests();
         let r = h.chat(ask("demo/nova-lite", &format!("hi [[sim:first-frame={exception}]]"), true)).await;

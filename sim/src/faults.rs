@@ -13,6 +13,15 @@ pub(crate) const STREAM_EXCEPTIONS: &[&str] = &[
     "serviceUnavailableException",
 ];
 
+/// What a 200 ConverseStream carries instead of the answer (`[[sim:first-frame=..]]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstFrame {
+    /// This stream exception, refusing the call before the model started.
+    Exception(&'static str),
+    /// Bytes that are not an event-stream frame.
+    Garbage,
+}
+
 /// Everything the directives of one request ask for.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Directives {
@@ -24,8 +33,9 @@ pub(crate) struct Directives {
     pub gap: Duration,
     /// `[[sim:stream-error=name]]`: exception frame after the first delta.
     pub stream_error: Option<&'static str>,
-    /// `[[sim:first-frame=name]]`: the 200 stream's first and only frame is this exception.
-    pub first_frame: Option<&'static str>,
+    /// `[[sim:first-frame=name]]`: the 200 stream's first and only frame is this exception, or
+    /// invalid frame bytes (`garbage`).
+    pub first_frame: Option<FirstFrame>,
     /// `[[sim:reset]]`: abort the connection after the first delta.
     pub reset: bool,
     /// `[[sim:garbage]]`: invalid frame bytes after the first delta.
@@ -126,7 +136,8 @@ pub(crate) fn parse(text: &str) -> Result<Directives, AwsError> {
             ("latency", v) => d.latency = millis(name, v)?,
             ("gap", v) => d.gap = millis(name, v)?,
             ("stream-error", Some(v)) => d.stream_error = Some(stream_exception(v)?),
-            ("first-frame", Some(v)) => d.first_frame = Some(stream_exception(v)?),
+            ("first-frame", Some("garbage")) => d.first_frame = Some(FirstFrame::Garbage),
+            ("first-frame", Some(v)) => d.first_frame = Some(FirstFrame::Exception(stream_exception(v)?)),
             ("tool", Some(v)) => {
                 let (name, input) = match v.split_once(':') {
                     Some((name, json)) => {
@@ -190,7 +201,8 @@ mod tests {
         let more = parse("x [[sim:bad-crc]][[sim:truncated]][[sim:times=2]][[sim:fault-model=a.b:0]][[sim:fault-region=eu-west-1]][[sim:first-frame=serviceUnavailableException]]")
             .unwrap();
         assert!(more.bad_crc && more.truncated);
-        assert_eq!(more.first_frame, Some("serviceUnavailableException"));
+        assert_eq!(more.first_frame, Some(FirstFrame::Exception("serviceUnavailableException")));
+        assert_eq!(parse("[[sim:first-frame=garbage]]").unwrap().first_frame, Some(FirstFrame::Garbage));
         assert_eq!(more.times, Some(2));
         assert_eq!(
             (more.fault_model.as_deref(), more.fault_region.as_deref()),

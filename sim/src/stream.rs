@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::cancel::Completion;
 use crate::converse::{Metrics, Usage};
 use crate::eventstream::{bad_crc_frame, event_frame, exception_frame, garbage_frame, truncated_frame};
-use crate::faults::Directives;
+use crate::faults::{Directives, FirstFrame};
 use crate::reply::Reply;
 
 /// Pause before an injected reset so earlier frames leave the socket.
@@ -194,10 +194,17 @@ fn exception_payload(name: &str) -> Vec<u8> {
 /// The steps of a ConverseStream body for `reply`, with the mid-stream faults of `directives`.
 fn plan(reply: &Reply, directives: &Directives) -> VecDeque<Step> {
     let mut steps = VecDeque::new();
-    if let Some(name) = directives.first_frame {
+    match directives.first_frame {
         // Refused before the model started: the exception is all the 200 stream carries.
-        steps.push_back(Step::Exception(name, exception_payload(name)));
-        return steps;
+        Some(FirstFrame::Exception(name)) => {
+            steps.push_back(Step::Exception(name, exception_payload(name)));
+            return steps;
+        }
+        Some(FirstFrame::Garbage) => {
+            steps.push_back(Step::Garbage);
+            return steps;
+        }
+        None => {}
     }
     steps.push_back(Step::Event("messageStart", to_json(&MessageStart { role: "assistant", p: padding() })));
     let mut content = content_events(reply).into_iter();
@@ -406,11 +413,13 @@ mod tests {
     #[test]
     fn a_first_frame_exception_is_the_whole_stream() {
         let d = Directives {
-            first_frame: Some("throttlingException"),
+            first_frame: Some(FirstFrame::Exception("throttlingException")),
             stream_error: Some("modelStreamErrorException"),
             ..Directives::default()
         };
         assert_eq!(names(&plan(&reply(), &d)), ["throttlingException"]);
+        let d = Directives { first_frame: Some(FirstFrame::Garbage), ..Directives::default() };
+        assert_eq!(names(&plan(&reply(), &d)), ["garbage"]);
     }
 
     #[test]

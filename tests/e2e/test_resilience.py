@@ -263,6 +263,18 @@ def test_a_throttling_first_frame_is_retried_before_the_stream_starts(rc, sim, r
                 "code": None,
             },
         ),
+        # No frame at all: not retried, and still an error before any byte of a stream.
+        (
+            "garbage",
+            openai.InternalServerError,
+            1,
+            {
+                "message": "Bedrock sent a malformed event stream.",
+                "type": "server_error",
+                "param": None,
+                "code": "upstream_error",
+            },
+        ),
     ],
 )
 def test_a_first_frame_exception_is_an_http_error(rc, sim, exception, error, calls, body):
