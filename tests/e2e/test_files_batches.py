@@ -696,7 +696,10 @@ def test_a_file_with_an_expiration_policy_reports_when_it_expires(client_for):
     assert client.files.retrieve(created.id).expires_at == created.expires_at
     [listed] = [f for f in client.files.list().data if f.id == created.id]
     assert listed.expires_at == created.expires_at
-    assert upload(client, [chat_line("a", "x")]).expires_at is None, "no policy, no expiry"
+    # Without a policy: OpenAI's default for batch files, 30 days.
+    default = upload(client, [chat_line("a", "x")])
+    assert default.expires_at == default.created_at + 30 * 86400
+    assert client.files.retrieve(default.id).expires_at == default.expires_at
 
 
 def test_an_expired_file_behaves_as_deleted_and_is_removed_when_touched(client_for, s3):

@@ -13,8 +13,9 @@
 //! - Expiry: `expires_after` (`anchor: created_at`, `seconds`) on upload, or a batch's
 //!   `output_expires_after` for its output files, is kept as metadata and reported as
 //!   `expires_at`. An expired file is a 404 like a deleted one and is deleted when touched: by a
-//!   get, content or delete of it, or by a listing that comes across it. Without a policy a file
-//!   stays until it is deleted.
+//!   get, content or delete of it, or by a listing that comes across it. An upload without a
+//!   policy expires after [`DEFAULT_EXPIRY_SECONDS`] (OpenAI's default for `purpose=batch`, the
+//!   only purpose served); batch output files without `output_expires_after` stay until deleted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -40,6 +41,10 @@ use crate::request_body::{RequestBody, RequestBodyError};
 use crate::s3::{Listed, ObjectInfo, Store, Writer};
 use crate::server::App;
 use crate::snapshot::{AccountRoute, Snapshot};
+
+/// How long an upload without `expires_after` is kept: 30 days, as OpenAI keeps `purpose=batch`
+/// files.
+pub const DEFAULT_EXPIRY_SECONDS: u64 = 30 * 86_400;
 
 /// Largest file accepted, in bytes (OpenAI's limit for batch input).
 pub const MAX_FILE_BYTES: u64 = 200 * 1024 * 1024;
@@ -317,7 +322,7 @@ struct Destination {
     store: Store,
     key: String,
     created: u64,
-    expires_at: Option<u64>,
+    expires_at: u64,
 }
 
 /// One upload in flight: the checker, the unfinished line, and the S3 writer once the first
@@ -326,8 +331,8 @@ struct Streaming<'a> {
     snapshot: &'a Snapshot,
     subject: &'a Subject,
     filename: &'a str,
-    /// `expires_after.seconds`, when the upload has an expiration policy.
-    expires_after: Option<u64>,
+    /// `expires_after.seconds`, or [`DEFAULT_EXPIRY_SECONDS`].
+    expires_after: u64,
     checker: LineChecker,
     carry: Vec<u8>,
     pending: BytesMut,
@@ -336,12 +341,7 @@ struct Streaming<'a> {
 }
 
 impl<'a> Streaming<'a> {
-    fn new(
-        snapshot: &'a Snapshot,
-        subject: &'a Subject,
-        filename: &'a str,
-        expires_after: Option<u64>,
-    ) -> Self {
+    fn new(snapshot: &'a Snapshot, subject: &'a Subject, filename: &'a str, expires_after: u64) -> Self {
         Streaming {
             snapshot,
             subject,
@@ -420,20 +420,20 @@ impl<'a> Streaming<'a> {
         let (_, store) = store_of(self.snapshot, &route.model.account)?;
         let key = store.key(&format!("files/{}", new_token()));
         let created = unix_now();
-        let expires_at = self.expires_after.map(|seconds| created + seconds);
-        let mut metadata = HashMap::from([
+        let expires_at = created + self.expires_after;
+        let metadata = HashMap::from([
             (meta::OWNER.to_owned(), self.subject.user.clone()),
             (meta::FILENAME.to_owned(), utf8_percent_encode(self.filename, NON_ALPHANUMERIC).to_string()),
             (meta::PURPOSE.to_owned(), Purpose::Batch.as_str().to_owned()),
             (meta::CREATED.to_owned(), created.to_string()),
             (meta::MODEL.to_owned(), model.to_owned()),
             (meta::ENDPOINT.to_owned(), url.to_owned()),
+            (meta::EXPIRES.to_owned(), expires_at.to_string()),
         ]);
-        if let Some(at) = expires_at {
-            metadata.insert(meta::EXPIRES.to_owned(), at.to_string());
-        }
         let writer = Writer::new(store.clone(), key.clone(), metadata);
-        Ok((Destination { account: route.model.account.clone(), store, key, created, expires_at }, writer))
+        let destination =
+            Destination { account: route.model.account.clone(), store, key, created, expires_at };
+        Ok((destination, writer))
     }
 
     /// Checks the last line (one without a line break) and completes the object.
@@ -500,7 +500,7 @@ async fn upload(
                         return Err(unsupported_purpose(p));
                     }
                     let filename = field.file_name().unwrap_or("upload.jsonl").to_owned();
-                    let expires_after = expiry.seconds()?;
+                    let expires_after = expiry.seconds()?.unwrap_or(DEFAULT_EXPIRY_SECONDS);
                     let mut streaming = Streaming::new(snapshot, subject, &filename, expires_after);
                     let fed = async {
                         while let Some(chunk) = field.chunk().await.map_err(upload_error)? {
@@ -563,7 +563,7 @@ async fn upload(
     let token = destination.key.rsplit('/').next().unwrap_or_default().to_owned();
     let id = FileId { account: destination.account, token }.encode();
     Ok(json(&FileObject {
-        expires_at: destination.expires_at,
+        expires_at: Some(destination.expires_at),
         ..FileObject::new(id, bytes, destination.created, filename, Purpose::Batch)
     }))
 }
