@@ -170,8 +170,7 @@ impl Pool {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry(conn.key.clone()).or_default();
-        let expired = list.iter().take_while(|e| now.duration_since(e.since) >= self.idle_timeout).count();
-        let dropped: Vec<Idle> = list.drain(..expired).collect();
+        let dropped: Vec<Idle> = expired(list, now, self.idle_timeout).collect();
         let full = list.len() >= self.max_idle_per_host;
         if !full {
             list.push(Idle { conn, since: now });
@@ -198,11 +197,9 @@ impl Pool {
                 let Some(pool) = pool.upgrade() else { return };
                 let now = Instant::now();
                 let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
-                let mut expired = Vec::new();
+                let mut closing = Vec::new();
                 idle.retain(|_, list| {
-                    let n =
-                        list.iter().take_while(|e| now.duration_since(e.since) >= pool.idle_timeout).count();
-                    expired.extend(list.drain(..n));
+                    closing.extend(expired(list, now, pool.idle_timeout));
                     !list.is_empty()
                 });
                 let empty = idle.is_empty();
@@ -212,13 +209,20 @@ impl Pool {
                 }
                 drop(idle);
                 // Closed outside the lock.
-                drop(expired);
+                drop(closing);
                 if empty {
                     return;
                 }
             }
         });
     }
+}
+
+/// Takes out the connections of `list` idle for `idle_timeout` or longer at `now` (the oldest
+/// come first: connections are returned to the end).
+fn expired(list: &mut Vec<Idle>, now: Instant, idle_timeout: Duration) -> std::vec::Drain<'_, Idle> {
+    let n = list.iter().take_while(|e| now.duration_since(e.since) >= idle_timeout).count();
+    list.drain(..n)
 }
 
 /// One HTTP/1 connection: its request sender, the connection future (polled by whoever uses it)
@@ -362,14 +366,10 @@ impl Body for PooledBody {
 impl Drop for PooledBody {
     fn drop(&mut self) {
         // A reader may stop at the last frame it needs (a stream's final event) with only the
-        // body's end left unread: when that has arrived, the connection can still be reused.
-        let Some(conn) = &mut self.conn else { return };
-        let body = &mut self.body;
-        let mut cx = Context::from_waker(Waker::noop());
-        if let Poll::Ready(None) = conn.drive(&mut cx, |inner| Pin::new(&mut *body).poll_frame(inner))
-            && let Some(conn) = self.conn.take()
-        {
-            self.pool.release(conn);
+        // body's end left unread: when that has arrived, one more poll returns the connection
+        // to the pool; anything else still unread closes it with the body.
+        if self.conn.is_some() {
+            let _ = Pin::new(self).poll_frame(&mut Context::from_waker(Waker::noop()));
         }
     }
 }
