@@ -259,10 +259,12 @@ async fn serve_with<F, Fut>(
     // HTTP/1.1 and HTTP/2 on one port: h2c with prior knowledge, or h2 chosen by ALPN over TLS.
     let mut builder = auto::Builder::new(TokioExecutor::new());
     header_timeout::configure(&mut builder, app.header_read_timeout);
+    // A cleartext connection whose preface showed HTTP/2.
+    let h2 = auto::Builder::clone(&builder).http2_only();
     let mut http1 = http1::Builder::new();
     header_timeout::configure_http1(&mut http1, app.header_read_timeout);
     // Shared: each connection's task holds a pointer to them, not its own copy.
-    let (builder, http1) = (Arc::new(builder), Arc::new(http1));
+    let (builder, h2, http1) = (Arc::new(builder), Arc::new(h2), Arc::new(http1));
     let graceful = GracefulShutdown::new();
     // Dropped at shutdown: wakes the connections still waiting for their first bytes.
     let (closing_tx, closing) = watch::channel(());
@@ -311,7 +313,7 @@ async fn serve_with<F, Fut>(
         let timeout = app.header_read_timeout;
         let Some(tls) = mode.tls.clone() else {
             let mut closing = closing.clone();
-            let http1 = http1.clone();
+            let (h2, http1) = (h2.clone(), http1.clone());
             tokio::spawn(async move {
                 // One header-read deadline from accept: the protocol sniff and the first request.
                 let deadline = tokio::time::Instant::now() + timeout;
@@ -330,14 +332,9 @@ async fn serve_with<F, Fut>(
                 // the others are boxed, so their larger state does not size every connection's task.
                 match protocol {
                     Some(Version::HTTP_11) => watch(http1.serve_connection(io, service), watcher, peer).await,
-                    Some(_) => {
-                        let builder = auto::Builder::clone(&builder).http2_only();
-                        Box::pin(watch(builder.serve_connection(io, service).into_owned(), watcher, peer))
-                            .await
-                    }
-                    None => {
-                        Box::pin(watch(builder.serve_connection(io, service).into_owned(), watcher, peer))
-                            .await
+                    sniffed => {
+                        let auto = if sniffed.is_some() { &h2 } else { &builder };
+                        Box::pin(watch(auto.serve_connection(io, service).into_owned(), watcher, peer)).await
                     }
                 }
             });
