@@ -321,9 +321,7 @@ async fn create(
         Err(e) => Err(e),
     };
     if let Err(e) = copied {
-        if let Err(cleanup) = store.delete(&input_key).await {
-            tracing::warn!(error = %cleanup, "could not delete the input of a batch whose file went away");
-        }
+        remove(&store, &[&input_key], "the input of a batch whose file went away").await;
         return Err(e);
     }
 
@@ -350,11 +348,7 @@ async fn create(
     let arn = match created {
         Ok(created) => created.job_arn,
         Err(e) => {
-            for key in [&input_key, &source_key] {
-                if let Err(cleanup) = store.delete(key).await {
-                    tracing::warn!(error = %cleanup, "could not delete the input of a batch Bedrock refused");
-                }
-            }
+            remove(&store, &[&input_key, &source_key], "the input of a batch Bedrock refused").await;
             return Err(e);
         }
     };
@@ -396,12 +390,20 @@ async fn create(
             if let Err(stop) = stop_job(app, &account, &model, &arn).await {
                 tracing::error!(job = %arn, error = %stop, "could not stop a batch job after a failure");
             }
-            for key in [&index, &record_key(&store, &arn), &record.input_key, &source_key] {
-                if let Err(cleanup) = store.delete(key).await {
-                    tracing::warn!(job = %arn, error = %cleanup, "could not remove a stopped batch's object");
-                }
-            }
+            let saved = record_key(&store, &arn);
+            remove(&store, &[&index, &saved, &record.input_key, &source_key], "a stopped batch's object")
+                .await;
             Err(e)
+        }
+    }
+}
+
+/// Deletes `keys` after a failed creation; one that cannot be deleted (`what` it is) is logged and
+/// left, as the caller's error matters more.
+async fn remove(store: &Store, keys: &[&str], what: &str) {
+    for key in keys {
+        if let Err(cleanup) = store.delete(key).await {
+            tracing::warn!(key, error = %cleanup, "could not delete {what}");
         }
     }
 }
