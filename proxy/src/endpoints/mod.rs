@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use api::config::ModelKind;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
@@ -47,12 +47,9 @@ pub fn snapshot(app: &App) -> Result<Arc<Snapshot>, ApiError> {
 /// Reads a request body up to the configured limit (413 beyond it); one that stalls is a 408
 /// (see [`crate::request_body`]).
 pub async fn read_body(app: &App, body: RequestBody) -> Result<Bytes, ApiError> {
-    let mut body = Limited::new(body, app.max_body_bytes);
-    // A body that comes in one frame (most JSON requests) is kept as it is, without a copy.
-    let mut whole = Bytes::new();
-    let mut joined: Option<BytesMut> = None;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| match e.downcast::<RequestBodyError>() {
+    // A body that came in one frame (most JSON requests) is returned as it is, without a copy.
+    let collected = Limited::new(body, app.max_body_bytes).collect().await.map_err(|e| {
+        match e.downcast::<RequestBodyError>() {
             Ok(e) => unreadable_body(&e),
             // Limited's own error: the only other one.
             Err(_) => ApiError::new(
@@ -64,20 +61,9 @@ pub async fn read_body(app: &App, body: RequestBody) -> Result<Bytes, ApiError> 
                 ),
             )
             .with_code("request_too_large"),
-        })?;
-        let Ok(data) = frame.into_data() else { continue };
-        match &mut joined {
-            Some(buf) => buf.extend_from_slice(&data),
-            None if whole.is_empty() => whole = data,
-            None => {
-                let mut buf = BytesMut::with_capacity(whole.len() + data.len());
-                buf.extend_from_slice(&whole);
-                buf.extend_from_slice(&data);
-                joined = Some(buf);
-            }
         }
-    }
-    Ok(joined.map_or(whole, BytesMut::freeze))
+    })?;
+    Ok(collected.to_bytes())
 }
 
 /// The caller's error for a request body that could not be read: a 408 for one that stopped
